@@ -1,0 +1,120 @@
+"""base@<model>: the model that adapters are trained on (models/<model>/base/).
+
+kind config: a tiny model built from the config in params.yaml, with a byte-level BPE
+tokenizer trained on the InstAr train split and the chat template of the real model it
+stands in for. Nothing is downloaded.
+kind hub: only base.json (hub id, pinned revision, licence), so that moving to another
+revision is a visible params change; the weights are fetched by `train` on a GPU machine.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from stages import config
+from stages.chat import SPECIAL_TOKENS, chat_template
+from stages.console import StageError, console, parser, run
+from stages.storage import write_json
+
+TRAIN = Path("data/instar/train")
+
+
+def base_dir(model: str) -> Path:
+    return Path("models") / model / "base"
+
+
+def train_texts(folder: Path, batch_size: int = 4096):
+    for shard in sorted(folder.glob("*.parquet")):
+        cols = ["system", "instruction", "input", "output"]
+        for batch in pq.ParquetFile(shard).iter_batches(batch_size=batch_size, columns=cols):
+            for col in cols:
+                yield from (t for t in batch.column(col).to_pylist() if t)
+
+
+def build_tokenizer(texts, vocab_size: int, template: str):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    special = SPECIAL_TOKENS[template]
+    tokens = [special["bos_token"], special["eos_token"], special["pad_token"], *special["additional"]]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=tokens,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=special["bos_token"],
+        eos_token=special["eos_token"],
+        pad_token=special["pad_token"],
+        additional_special_tokens=special["additional"],
+        chat_template=chat_template(template),
+        model_max_length=4096,
+    )
+
+
+def build_model(params: config.BaseModelParams, tokenizer):
+    import torch
+    from transformers import GemmaConfig, GemmaForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    cls_config, cls_model = {
+        "llama": (LlamaConfig, LlamaForCausalLM),
+        "gemma": (GemmaConfig, GemmaForCausalLM),
+    }[params.architecture]
+    cfg = cls_config(
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **params.config,
+    )
+    torch.manual_seed(params.seed)
+    return cls_model(cfg)
+
+
+def build_base(model: str, params: config.BaseModelParams) -> dict[str, Any]:
+    out = base_dir(model)
+    if params.kind == "hub":
+        info = {"kind": "hub", "repo_id": params.repo_id, "revision": params.revision,
+                "license": params.license}
+        shutil.rmtree(out, ignore_errors=True)
+        write_json(out / "base.json", info)
+        console.print(f"base {model}: {params.repo_id}@{params.revision[:12]} (hub, pinned)")
+        return info
+    if not any(TRAIN.glob("*.parquet")):
+        raise StageError(f"{TRAIN}: no train shards; run `dvc repro shard` first")
+    tokenizer = build_tokenizer(train_texts(TRAIN), params.vocab_size, params.chat_template)
+    net = build_model(params, tokenizer)
+    n_params = sum(p.numel() for p in net.parameters())
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    net.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    info = {"kind": "config", "architecture": params.architecture, "parameters": n_params,
+            "vocab_size": len(tokenizer), "chat_template": params.chat_template}
+    write_json(tmp / "base.json", info)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    console.print(f"base {model}: {params.architecture}, {n_params / 1e6:.2f}M parameters, "
+                  f"vocab {len(tokenizer)}")
+    return info
+
+
+def main() -> None:
+    p = parser("base", __doc__)
+    p.add_argument("model", help="a key of `models` in params.yaml")
+    args = p.parse_args()
+    build_base(args.model, config.named("models", args.model).base)
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,281 @@
+"""Typed params: one pydantic model per params.yaml section, checked when a stage starts.
+
+params.yaml is the single source of truth; these models only give its keys types, defaults
+and documentation, and turn a typo into a clear error before any work is done.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PARAMS_FILE = Path("params.yaml")
+NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_name(name: str, what: str) -> str:
+    if not NAME_RE.match(name):
+        raise ValueError(
+            f"{what} name {name!r} may use only letters, digits, '-' and '_' (it becomes a path)"
+        )
+    return name
+
+
+class HubDataset(Section):
+    """A dataset on the Hugging Face hub, pinned to a commit."""
+
+    repo_id: str
+    revision: str = Field(description="commit hash: a moved branch must show as a params change")
+    config: str | None = None
+    split: str = "train"
+
+
+class SourceParams(Section):
+    """One raw source that `ingest` turns into records (params `sources.<name>`)."""
+
+    kind: Literal["instructions", "task"] = "instructions"
+    format: Literal["jsonl", "csv", "parquet", "hf"]
+    path: str = Field(
+        description="the file DVC tracks; for format hf, the local snapshot folder "
+        "that `python -m stages.hub_fetch <source>` writes"
+    )
+    hf: HubDataset | None = None
+    origin: Literal["collected", "synthetic"] = "collected"
+    origin_column: str | None = Field(None, description="column whose values give the origin")
+    origin_map: dict[str, Literal["collected", "synthetic"]] = Field(
+        default_factory=dict, description="value of origin_column -> origin; others: `origin`"
+    )
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="record field (or template placeholder) -> source column; identity if absent",
+    )
+    meta_columns: list[str] = Field(
+        default_factory=list, description="source columns kept verbatim in `meta`"
+    )
+    default_task: str = Field("open_qa", description="task of rows that have no task column")
+    template: str | None = Field(None, description="kind task: the entry of the templates file")
+    on_error: Literal["fail", "quarantine"] = "fail"
+
+    @model_validator(mode="after")
+    def _kind_fields(self):
+        if self.kind == "task" and not self.template:
+            raise ValueError("a source of kind 'task' needs `template`")
+        if self.format == "hf" and self.hf is None:
+            raise ValueError("a source of format 'hf' needs `hf: {repo_id, revision, split}`")
+        return self
+
+
+class TextSourceParams(Section):
+    """Paragraphs read by the generation stage (params `text_sources.<name>`)."""
+
+    kind: Literal["text"] = "text"
+    format: Literal["jsonl", "csv", "parquet", "hf"]
+    path: str
+    hf: HubDataset | None = None
+    text_column: str = "text"
+
+
+class IngestParams(Section):
+    batch_size: Annotated[int, Field(gt=0)] = 2048
+    templates: str = Field("templates/tasks.yaml", description="Arabic phrasings for task sources")
+    phrasings_per_item: Annotated[int, Field(ge=1)] = 2
+    seed: int = 0
+
+
+class CleanParams(Section):
+    batch_size: Annotated[int, Field(gt=0)] = 2048
+    keep_diacritics: bool = True
+    min_output_words: Annotated[int, Field(ge=1)] = 1
+    min_instruction_words: Annotated[int, Field(ge=1)] = 2
+    max_words: Annotated[int, Field(gt=0)] = 2048
+    min_arabic_ratio: Annotated[float, Field(ge=0, le=1)] = 0.5
+
+
+class DedupParams(Section):
+    batch_size: Annotated[int, Field(gt=0)] = 4096
+
+
+class ValidateParams(Section):
+    min_rows: Annotated[int, Field(ge=0)] = 1
+    max_invalid_fraction: Annotated[float, Field(ge=0, le=1)] = 0.01
+
+
+class ShardParams(Section):
+    validation_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    test_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    salt: str = Field("instar-v1", description="changing it reshuffles every split")
+    rows_per_shard: Annotated[int, Field(gt=0)] = 100_000
+
+    @model_validator(mode="after")
+    def _fractions(self):
+        if self.validation_fraction + self.test_fraction >= 1:
+            raise ValueError("validation_fraction + test_fraction must leave rows for train")
+        return self
+
+
+class BaseModelParams(Section):
+    """How a model's base weights come to be (params `models.<name>.base`)."""
+
+    kind: Literal["config", "hub"]
+    architecture: Literal["llama", "gemma"] | None = None
+    config: dict[str, Any] = Field(default_factory=dict, description="kind config: model config")
+    vocab_size: Annotated[int, Field(gt=256)] = 4000
+    seed: int = 0
+    repo_id: str | None = None
+    revision: str | None = None
+    license: str | None = None
+    chat_template: Literal["llama3", "gemma"] | None = None
+
+    @model_validator(mode="after")
+    def _kind_fields(self):
+        if self.kind == "config" and not (self.architecture and self.chat_template):
+            raise ValueError("a model of kind 'config' needs `architecture` and `chat_template`")
+        if self.kind == "hub" and not (self.repo_id and self.revision and self.license):
+            raise ValueError("a hub model needs `repo_id`, a pinned `revision` and `license`")
+        return self
+
+
+class LoraParams(Section):
+    r: Annotated[int, Field(gt=0)] = 16
+    alpha: Annotated[int, Field(gt=0)] = 32
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.05
+    target_modules: str | list[str] = "all-linear"
+
+
+class TrainParams(Section):
+    learning_rate: Annotated[float, Field(gt=0)] = 2e-4
+    epochs: Annotated[float, Field(gt=0)] = 1
+    max_steps: int = -1
+    batch_size: Annotated[int, Field(gt=0)] = 8
+    grad_accum: Annotated[int, Field(gt=0)] = 1
+    max_length: Annotated[int, Field(gt=0)] = 512
+    warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.03
+    scheduler: str = "cosine"
+    weight_decay: float = 0.0
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    quantization: Literal["none", "4bit"] = "none"
+    logging_steps: Annotated[int, Field(gt=0)] = 5
+    seed: int = 0
+    device: Literal["cpu", "cuda"] = "cpu"
+
+
+class ModelParams(Section):
+    base: BaseModelParams
+    lora: LoraParams = LoraParams()
+    train: TrainParams = TrainParams()
+
+
+class EvaluateParams(Section):
+    batch_size: Annotated[int, Field(gt=0)] = 8
+    max_length: Annotated[int, Field(gt=0)] = 512
+    limit: int | None = Field(None, description="evaluate only the first N test records")
+
+
+class ReportParams(Section):
+    title: str = "InstAr pipeline report"
+
+
+SECTIONS: dict[str, type[BaseModel]] = {
+    "ingest": IngestParams,
+    "clean": CleanParams,
+    "dedup": DedupParams,
+    "validate": ValidateParams,
+    "shard": ShardParams,
+    "evaluate": EvaluateParams,
+    "report": ReportParams,
+}
+NAMED_SECTIONS: dict[str, type[BaseModel]] = {
+    "sources": SourceParams,
+    "text_sources": TextSourceParams,
+    "models": ModelParams,
+}
+
+
+class ParamsError(SystemExit):
+    """A params problem: one readable message, exit status 2 (printed by `console.run`)."""
+
+    def __init__(self, message: str):
+        super().__init__(2)
+        self.message = message
+
+
+def read_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ParamsError(f"{path} not found: run stages from the repository root") from None
+
+
+def _validate(model: type[BaseModel], data: Any, where: str):
+    try:
+        return model.model_validate(data if data is not None else {})
+    except ValidationError as e:
+        lines = [
+            f"  {where}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
+        ]
+        raise ParamsError(f"invalid {where} in params.yaml:\n" + "\n".join(lines)) from None
+
+
+def section(name: str, params: dict[str, Any] | None = None):
+    """The validated params section `name` (e.g. "clean")."""
+    params = read_params() if params is None else params
+    return _validate(SECTIONS[name], params.get(name), name)
+
+
+def named(name: str, key: str, params: dict[str, Any] | None = None):
+    """One validated entry of a named section, e.g. named("sources", "qa")."""
+    params = read_params() if params is None else params
+    entries = params.get(name) or {}
+    if key not in entries:
+        raise ParamsError(f"{name}.{key} is not in params.yaml (known: {', '.join(entries)})")
+    _check_name(key, name.rstrip("s"))
+    return _validate(NAMED_SECTIONS[name], entries[key], f"{name}.{key}")
+
+
+def check_all(params: dict[str, Any] | None = None) -> list[str]:
+    """Validate every section; return the problems (empty when all is well)."""
+    params = read_params() if params is None else params
+    problems: list[str] = []
+    for name in SECTIONS:
+        try:
+            section(name, params)
+        except ParamsError as e:
+            problems.append(e.message)
+    for name in NAMED_SECTIONS:
+        for key in params.get(name) or {}:
+            try:
+                named(name, key, params)
+            except (ParamsError, ValueError) as e:
+                problems.append(getattr(e, "message", str(e)))
+    overlap = set(params.get("sources") or {}) & set(params.get("text_sources") or {})
+    if overlap:
+        problems.append(f"names used by both sources and text_sources: {sorted(overlap)}")
+    return problems
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m stages.config",
+        description="Check every section of params.yaml against its typed model.",
+    )
+    parser.parse_args()
+    problems = check_all()
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        raise SystemExit(2)
+    print("params.yaml: all sections valid")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""The InstAr dataset card (data/instar/README.md) in the Hugging Face hub's format."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+import yaml
+
+FEATURES = [
+    ("id", "string"), ("instruction", "string"), ("input", "string"), ("output", "string"),
+    ("system", "string"), ("task", "string"), ("topic", "string"), ("source", "string"),
+    ("source_row", "int64"), ("origin", "string"), ("meta", "string"),
+]
+
+
+def _size_category(n: int) -> str:
+    for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
+                         (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return label
+    return "1M<n<10M"
+
+
+def _table(rows: dict[str, dict[str, int]], splits: list[str]) -> str:
+    keys = sorted({k for s in splits for k in rows[s]})
+    head = "| | " + " | ".join(splits) + " | total |\n|---|" + "---:|" * (len(splits) + 1)
+    lines = [
+        f"| {k} | " + " | ".join(str(rows[s].get(k, 0)) for s in splits)
+        + f" | {sum(rows[s].get(k, 0) for s in splits)} |"
+        for k in keys
+    ]
+    return "\n".join([head, *lines])
+
+
+def _quantiles(values: list[int]) -> str:
+    if len(values) < 2:
+        return "n/a"
+    q = statistics.quantiles(values, n=20)
+    return f"median {statistics.median(values):.0f}, p5 {q[0]:.0f}, p95 {q[-1]:.0f}, max {max(values)}"
+
+
+def dataset_card(manifest: dict[str, Any], lengths: dict[str, list[int]]) -> str:
+    splits = list(manifest["splits"])
+    header = {
+        "language": ["ar"],
+        "license": "apache-2.0",
+        "pretty_name": "InstAr (pipeline build)",
+        "task_categories": ["text-generation", "question-answering", "summarization"],
+        "size_categories": [_size_category(manifest["records"])],
+        "tags": ["instruction-tuning", "arabic", "sft"],
+        "configs": [{
+            "config_name": "default",
+            "data_files": [{"split": s, "path": f"{s}/*.parquet"} for s in splits],
+        }],
+        "dataset_info": {
+            "features": [{"name": n, "dtype": t} for n, t in FEATURES],
+            "splits": [{"name": s, "num_examples": manifest["splits"][s]["records"]}
+                       for s in splits],
+        },
+    }
+    by = lambda kind: {s: manifest["splits"][s].get(f"by_{kind}", {}) for s in splits}  # noqa: E731
+    shards = "\n".join(
+        f"| `{name}` | {info['rows']} | `{info['sha256'][:16]}…` |"
+        for name, info in manifest["shards"].items()
+    )
+    return f"""---
+{yaml.safe_dump(header, allow_unicode=True, sort_keys=False).strip()}
+---
+
+# InstAr (pipeline build)
+
+Arabic instruction-response pairs built by the InstAr pipeline, after the dataset of
+"LlamAr & GemmAr: Enhancing LLMs Through Arabic Instruction-Tuning" (arXiv 2407.02147).
+This card is written by the `shard` stage from the data it just wrote; every number below
+is counted, not typed.
+
+## Dataset structure
+
+{manifest['records']} records: {", ".join(f"{s} {manifest['splits'][s]['records']}" for s in splits)}.
+Each record keeps its lineage: `source` (the source's name in params.yaml) and `source_row`
+(its 0-based row in that raw source). `meta` is a JSON string with provenance added by the
+source or a stage (for example the published dataset's own `source` and `uuid`, or the
+template that phrased a labelled item). `origin` is `collected` or `synthetic`.
+
+| field | type |
+|---|---|
+""" + "\n".join(f"| `{n}` | {t} |" for n, t in FEATURES) + f"""
+
+### Tasks
+
+{_table(by("task"), splits)}
+
+### Sources
+
+{_table(by("source"), splits)}
+
+### Origin
+
+{_table(by("origin"), splits)}
+
+### Lengths (words)
+
+- instruction: {_quantiles(lengths["instruction"])}
+- output: {_quantiles(lengths["output"])}
+
+## Splits
+
+A record's split comes from a salted hash of its group key, so adding a source never moves
+an existing record, and every phrasing of one labelled item lands in the same split
+(salt `{manifest['params']['salt']}`, validation {manifest['params']['validation_fraction']},
+test {manifest['params']['test_fraction']}).
+
+## Curation
+
+ingest (column mapping, Arabic templates for labelled tasks) -> clean (Arabic
+normalisation, quality rules) -> dedup (normalised exact match) -> validate (pandera record
+contract). Every dropped row is kept in `data/quarantine/` with the rule that dropped it.
+
+## Files
+
+| shard | rows | sha256 |
+|---|---:|---|
+{shards}
+
+## Licence and citation
+
+Apache-2.0, like the published InstAr-500k. Cite arXiv 2407.02147 for the method.
+"""

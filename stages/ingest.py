@@ -1,0 +1,208 @@
+"""ingest@<source>: one raw source -> records in the shared schema (data/raw/<source>.parquet).
+
+Instruction sources are mapped column by column; task sources (labelled items) become
+instructions through the Arabic phrasings of the templates file, several per item, all of
+one item sharing a split group.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stages import config
+from stages.console import StageError, console, parser, progress, run
+from stages.readers import columns_of, read_rows
+from stages.schema import dump_meta, make_record
+from stages.storage import Quarantine, RecordWriter, write_json
+
+REQUIRED = ("instruction", "output")
+OPTIONAL = ("input", "system", "task", "topic")
+
+
+def raw_path(source: str) -> Path:
+    return Path("data/raw") / f"{source}.parquet"
+
+
+def quarantine_path(stage: str, source: str | None = None) -> Path:
+    return Path("data/quarantine") / stage / f"{source}.parquet" if source else Path(
+        "data/quarantine"
+    ) / f"{stage}.parquet"
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def instruction_records(
+    name: str, src: config.SourceParams, rows: Iterator
+) -> Iterator[tuple[int, dict | None, str | None, str]]:
+    """Map instruction rows onto the schema; yield (row, record, problem, raw_value)."""
+    col = {f: src.columns.get(f, f) for f in (*REQUIRED, *OPTIONAL)}
+    for i, row, problem in rows:
+        if problem:
+            yield i, None, problem, ""
+            continue
+        missing = [col[f] for f in REQUIRED if _text(row.get(col[f])) in (None, "")]
+        if missing:
+            yield i, None, f"missing value in column {missing[0]!r}", str(row)[:300]
+            continue
+        origin = src.origin
+        if src.origin_column:
+            origin = src.origin_map.get(str(row.get(src.origin_column)), src.origin)
+        meta = {c: row.get(c) for c in src.meta_columns}
+        yield i, make_record(
+            instruction=_text(row[col["instruction"]]),
+            output=_text(row[col["output"]]),
+            input=_text(row.get(col["input"])) or "",
+            system=_text(row.get(col["system"])) or "",
+            task=_text(row.get(col["task"])) or src.default_task,
+            topic=_text(row.get(col["topic"])) or "",
+            source=name,
+            source_row=i,
+            origin=origin,
+            meta=meta,
+        ), None, ""
+
+
+def load_template(path: Path, entry: str) -> dict[str, Any]:
+    try:
+        templates = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StageError(f"{path}: templates file not found") from None
+    if entry not in templates:
+        raise StageError(f"{path}: no template {entry!r} (has: {', '.join(templates)})")
+    return templates[entry]
+
+
+def task_records(
+    name: str, src: config.SourceParams, rows: Iterator, template: dict, per_item: int, seed: int
+) -> Iterator[tuple[int, dict | None, str | None, str]]:
+    """Render `per_item` phrasings of each labelled item, chosen reproducibly per item."""
+    phrasings = template["phrasings"]
+    labels = template.get("labels") or {}
+    k = min(per_item, len(phrasings))
+    for i, row, problem in rows:
+        if problem:
+            yield i, None, problem, ""
+            continue
+        values = {p: _text(row.get(src.columns.get(p, p))) for p in _placeholders(phrasings)}
+        empty = [p for p, v in values.items() if p != "label" and not v] + (
+            ["label"] if "label" in values and not values["label"] else []
+        )
+        if empty:
+            yield i, None, f"missing value in column {src.columns.get(empty[0], empty[0])!r}", str(
+                row
+            )[:300]
+            continue
+        if labels:
+            if values.get("label") not in labels:
+                yield i, None, f"unknown label {values.get('label')!r} (known: {list(labels)})", str(
+                    values.get("label")
+                )
+                continue
+            values["label"] = labels[values["label"]]
+        item_key = hashlib.sha256(dump_meta(values).encode()).hexdigest()[:16]
+        rng = random.Random(f"{seed}:{name}:{item_key}")
+        meta_extra = {c: row.get(c) for c in src.meta_columns}
+        for ph in rng.sample(phrasings, k):
+            yield i, make_record(
+                instruction=ph["instruction"].format_map(values),
+                input=ph.get("input", "").format_map(values),
+                output=ph["output"].format_map(values),
+                task=template["task"],
+                topic=template.get("topic", ""),
+                source=name,
+                source_row=i,
+                origin=src.origin,
+                meta={"group": f"{name}:{item_key}", "template": ph["id"], **meta_extra},
+            ), None, ""
+
+
+def _placeholders(phrasings: list[dict]) -> list[str]:
+    import string
+
+    names = []
+    for ph in phrasings:
+        for field in ("instruction", "input", "output"):
+            for _, fname, _, _ in string.Formatter().parse(ph.get(field, "")):
+                if fname and fname not in names:
+                    names.append(fname)
+    return names
+
+
+def ingest(name: str, src: config.SourceParams, params: config.IngestParams) -> dict[str, int]:
+    path = Path(src.path)
+    if not path.exists():
+        raise StageError(f"{path}: source file of {name!r} not found")
+    if src.format != "hf":
+        if path.stat().st_size == 0:
+            raise StageError(f"{path}: source {name!r} is empty")
+        header = columns_of(path, src.format)
+        if header is not None:
+            needed = _needed_columns(src, params)
+            absent = [c for c in needed if c not in header]
+            if absent:
+                raise StageError(
+                    f"{path}: required column {absent[0]!r} missing (columns: {', '.join(header)})"
+                )
+    rows = read_rows(path, src.format, params.batch_size, src.hf)
+    if src.kind == "task":
+        template = load_template(Path(params.templates), src.template)
+        records = task_records(name, src, rows, template, params.phrasings_per_item, params.seed)
+    else:
+        records = instruction_records(name, src, rows)
+
+    kept = bad = 0
+    with RecordWriter(raw_path(name), batch_size=params.batch_size) as out, Quarantine(
+        quarantine_path("ingest", name), "ingest", params.batch_size
+    ) as quarantine:
+        for i, rec, problem, value in progress(records, f"ingest {name}"):
+            if rec is not None:
+                out.write(rec)
+                kept += 1
+                continue
+            if src.on_error == "fail":
+                raise StageError(
+                    f"{path}: row {i}: {problem} (set sources.{name}.on_error: quarantine "
+                    "to set such rows aside and go on)"
+                )
+            bad += 1
+            quarantine.reject(
+                make_record(instruction="", output="", source=name, source_row=i,
+                            origin=src.origin, task=src.default_task),
+                problem.split(" (")[0], value or problem,
+            )
+        if kept == 0 and bad == 0:
+            raise StageError(f"{path}: source {name!r} has no rows")
+    counts = {"records": kept, "quarantined": bad, "rules": quarantine.by_rule}
+    console.print(f"ingest {name}: {kept} records, {bad} quarantined")
+    return counts
+
+
+def _needed_columns(src: config.SourceParams, params: config.IngestParams) -> list[str]:
+    if src.kind == "task":
+        template = load_template(Path(params.templates), src.template)
+        return [src.columns.get(p, p) for p in _placeholders(template["phrasings"])]
+    return [src.columns.get(f, f) for f in REQUIRED]
+
+
+def main() -> None:
+    p = parser("ingest", __doc__)
+    p.add_argument("source", help="a key of `sources` in params.yaml")
+    args = p.parse_args()
+    params = config.read_params()
+    src = config.named("sources", args.source, params)
+    counts = ingest(args.source, src, config.section("ingest", params))
+    write_json(Path("metrics/ingest") / f"{args.source}.json", counts)
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,110 @@
+"""Read raw sources row by row in bounded memory, and say exactly where a row is bad.
+
+Each reader yields `(row_number, row_dict_or_None, problem)`; a problem names the rule that
+failed so that `ingest` can stop with a clear error or quarantine the row and go on.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+Row = tuple[int, dict[str, Any] | None, str | None]
+
+
+def read_jsonl(path: Path) -> Iterator[Row]:
+    with open(path, "rb") as f:
+        for i, raw in enumerate(f):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield i, None, f"not UTF-8 (byte {e.start}: {raw[e.start:e.start + 1]!r})"
+                continue
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                yield i, None, f"malformed JSON ({e.msg} at column {e.colno})"
+                continue
+            if not isinstance(obj, dict):
+                yield i, None, f"malformed JSON (a line must be an object, got {type(obj).__name__})"
+                continue
+            yield i, obj, None
+
+
+def read_csv(path: Path) -> Iterator[Row]:
+    with open(path, "rb") as f:
+        text = io.TextIOWrapper(f, encoding="utf-8", newline="")
+        try:
+            reader = csv.DictReader(text, strict=True)
+            header = reader.fieldnames
+        except UnicodeDecodeError as e:
+            yield 0, None, f"not UTF-8 in the header ({e.reason})"
+            return
+        if not header:
+            return
+        i = 0
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except UnicodeDecodeError as e:
+                # The decoder cannot resync inside a CSV record: report and stop reading.
+                yield i, None, f"not UTF-8 ({e.reason}); rows after it cannot be read"
+                return
+            except csv.Error as e:
+                yield i, None, f"malformed CSV ({e})"
+                i += 1
+                continue
+            if None in row or any(v is None for v in row.values()):
+                yield i, None, f"malformed CSV (expected {len(header)} fields on line {reader.line_num})"
+            else:
+                yield i, row, None
+            i += 1
+
+
+def read_parquet(path: Path, batch_size: int) -> Iterator[Row]:
+    i = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size):
+        for row in batch.to_pylist():
+            yield i, row, None
+            i += 1
+
+
+def read_hf(path: Path, config: str | None, split: str, batch_size: int) -> Iterator[Row]:
+    """A hub dataset from its local snapshot folder (see `stages.hub_fetch`); never the network."""
+    import datasets
+
+    ds = datasets.load_dataset(str(path), name=config, split=split, streaming=True)
+    for i, row in enumerate(ds):
+        yield i, row, None
+
+
+def columns_of(path: Path, fmt: str) -> list[str] | None:
+    """Column names without reading the data (None where the format cannot say up front)."""
+    if fmt == "csv":
+        with open(path, encoding="utf-8", errors="replace", newline="") as f:
+            return next(csv.reader(f), [])
+    if fmt == "parquet":
+        return pq.ParquetFile(path).schema_arrow.names
+    return None
+
+
+def read_rows(path: Path, fmt: str, batch_size: int = 2048, hf=None) -> Iterator[Row]:
+    if fmt == "jsonl":
+        return read_jsonl(path)
+    if fmt == "csv":
+        return read_csv(path)
+    if fmt == "parquet":
+        return read_parquet(path, batch_size)
+    if fmt == "hf":
+        return read_hf(path, hf.config, hf.split, batch_size)
+    raise ValueError(f"unknown format {fmt!r}")

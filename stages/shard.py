@@ -1,0 +1,154 @@
+"""shard: the validated records -> InstAr splits, its manifest and its dataset card.
+
+A record's split is fixed by a hash of its group key (see `schema.group_key`) and the salt,
+never by its position: adding a source never moves an existing record to another split,
+and all phrasings made from one labelled item land together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from stages import config
+from stages.console import StageError, console, parser, progress, run
+from stages.dataset_card import dataset_card
+from stages.schema import RECORD_SCHEMA, group_key
+from stages.storage import count_rows, iter_records, write_json, write_text
+
+IN = Path("data/validated/instar.parquet")
+OUT = Path("data/instar")
+SPLITS = ("train", "validation", "test")
+
+
+def split_of(key: str, params: config.ShardParams) -> str:
+    """A uniform number in [0, 1) from the salted key, cut at the split fractions."""
+    h = hashlib.sha256(f"{params.salt}\x1f{key}".encode()).digest()
+    u = int.from_bytes(h[:8], "big") / 2**64
+    if u < params.test_fraction:
+        return "test"
+    if u < params.test_fraction + params.validation_fraction:
+        return "validation"
+    return "train"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class ShardWriter:
+    """Rolling Parquet shards of at most `rows_per_shard` rows in one split folder."""
+
+    def __init__(self, folder: Path, rows_per_shard: int, batch: int = 4096):
+        self.folder, self.rows_per_shard, self.batch = folder, rows_per_shard, batch
+        self.files: list[Path] = []
+        self._buf: list[dict] = []
+        self._writer: pq.ParquetWriter | None = None
+        self._in_shard = 0
+
+    def write(self, rec: dict) -> None:
+        if self._writer is None or self._in_shard >= self.rows_per_shard:
+            self._roll()
+        self._buf.append(rec)
+        self._in_shard += 1
+        if len(self._buf) >= self.batch or self._in_shard >= self.rows_per_shard:
+            self._flush()
+
+    def _roll(self) -> None:
+        self._flush()
+        if self._writer:
+            self._writer.close()
+        path = self.folder / f"part-{len(self.files):05d}.parquet"
+        self.files.append(path)
+        self._writer = pq.ParquetWriter(path, RECORD_SCHEMA, compression="zstd")
+        self._in_shard = 0
+
+    def _flush(self) -> None:
+        if self._buf:
+            self._writer.write_table(pa.Table.from_pylist(self._buf, schema=RECORD_SCHEMA))
+            self._buf = []
+
+    def close(self) -> None:
+        if self._writer is None:  # an empty split still gets one (empty) shard
+            self._roll()
+        self._flush()
+        self._writer.close()
+
+
+def shard(params: config.ShardParams) -> dict[str, Any]:
+    if not IN.exists():
+        raise StageError(f"{IN}: not found; run `dvc repro validate` first")
+    # Build in a sibling temp folder, then swap: an interrupted run leaves the old splits.
+    tmp = OUT.with_name(f".{OUT.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    writers = {s: ShardWriter(tmp / s, params.rows_per_shard) for s in SPLITS}
+    for w in writers.values():
+        w.folder.mkdir(parents=True)
+    counts: dict[str, Counter] = {s: Counter() for s in SPLITS}
+    lengths: dict[str, list[int]] = {"instruction": [], "output": []}
+    for rec in progress(iter_records(IN), "shard", count_rows(IN)):
+        split = split_of(group_key(rec), params)
+        writers[split].write(rec)
+        c = counts[split]
+        c["records"] += 1
+        c[f"task/{rec['task']}"] += 1
+        c[f"source/{rec['source']}"] += 1
+        c[f"origin/{rec['origin']}"] += 1
+        for f in lengths:
+            lengths[f].append(len(rec[f].split()))
+    for w in writers.values():
+        w.close()
+    manifest = {
+        "params": params.model_dump(),
+        "records": sum(c["records"] for c in counts.values()),
+        "splits": {s: _nest(counts[s]) for s in SPLITS},
+        "shards": {
+            str(f.relative_to(tmp)): {"rows": count_rows(f), "sha256": sha256_file(f)}
+            for w in writers.values()
+            for f in w.files
+        },
+    }
+    write_json(tmp / "manifest.json", manifest)
+    write_text(tmp / "README.md", dataset_card(manifest, lengths))
+    for name in (*SPLITS, "manifest.json", "README.md"):
+        target = OUT / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        OUT.mkdir(parents=True, exist_ok=True)
+        (tmp / name).rename(target)
+    shutil.rmtree(tmp, ignore_errors=True)
+    console.print(
+        "shard: " + ", ".join(f"{s} {manifest['splits'][s]['records']}" for s in SPLITS)
+    )
+    return manifest
+
+
+def _nest(c: Counter) -> dict[str, Any]:
+    out: dict[str, Any] = {"records": c["records"]}
+    for key, n in sorted(c.items()):
+        if "/" in key:
+            kind, value = key.split("/", 1)
+            out.setdefault(f"by_{kind}", {})[value] = n
+    return out
+
+
+def main() -> None:
+    p = parser("shard", __doc__)
+    p.parse_args()
+    shard(config.section("shard"))
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,113 @@
+"""Atomic Parquet and JSON writes, batched reads, and quarantine files."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from stages.schema import QUARANTINE_SCHEMA, RECORD_SCHEMA
+
+
+@contextmanager
+def atomic_path(path: str | Path, suffix: str = ""):
+    """Yield a temp path beside `path`; rename over it only if the block succeeds.
+
+    A killed stage leaves the old output (or none), never half a file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
+
+
+def write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+class RecordWriter:
+    """Streams record dicts into one Parquet file, atomically, in row groups of `batch_size`."""
+
+    def __init__(self, path: str | Path, schema: pa.Schema = RECORD_SCHEMA, batch_size: int = 4096):
+        self.path, self.schema, self.batch_size = Path(path), schema, batch_size
+        self.rows = 0
+        self._buf: list[dict[str, Any]] = []
+        self._ctx = atomic_path(self.path, ".parquet")
+        self._writer: pq.ParquetWriter | None = None
+
+    def __enter__(self) -> RecordWriter:
+        self._tmp = self._ctx.__enter__()
+        self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
+        return self
+
+    def write(self, rec: dict[str, Any]) -> None:
+        self._buf.append(rec)
+        if len(self._buf) >= self.batch_size:
+            self._flush()
+
+    def write_table(self, table: pa.Table) -> None:
+        self._flush()
+        self._writer.write_table(table.select(self.schema.names).cast(self.schema))
+        self.rows += table.num_rows
+
+    def _flush(self) -> None:
+        if self._buf:
+            self._writer.write_table(pa.Table.from_pylist(self._buf, schema=self.schema))
+            self.rows += len(self._buf)
+            self._buf = []
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self._flush()
+        self._writer.close()
+        self._ctx.__exit__(exc_type, exc, tb)
+
+
+class Quarantine(RecordWriter):
+    """Rows a stage dropped, each with the stage, the rule and the failing value.
+
+    The file is always written, empty when nothing was dropped, so DVC tracks a stable output.
+    """
+
+    def __init__(self, path: str | Path, stage: str, batch_size: int = 4096):
+        super().__init__(path, QUARANTINE_SCHEMA, batch_size)
+        self.stage = stage
+        self.by_rule: dict[str, int] = {}
+
+    def reject(self, rec: dict[str, Any], rule: str, value: Any) -> None:
+        self.by_rule[rule] = self.by_rule.get(rule, 0) + 1
+        self.write({**rec, "stage": self.stage, "rule": rule, "value": str(value)[:500]})
+
+
+def iter_records(path: str | Path, batch_size: int = 4096, columns=None) -> Iterator[dict]:
+    """Records of a Parquet file, one batch in memory at a time."""
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=columns):
+        yield from batch.to_pylist()
+
+
+def iter_many(paths: Iterable[str | Path], batch_size: int = 4096) -> Iterator[dict]:
+    for p in paths:
+        yield from iter_records(p, batch_size)
+
+
+def count_rows(path: str | Path) -> int:
+    return pq.ParquetFile(path).metadata.num_rows
