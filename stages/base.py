@@ -40,7 +40,12 @@ def build_tokenizer(texts, vocab_size: int, template: str):
     from transformers import PreTrainedTokenizerFast
 
     special = SPECIAL_TOKENS[template]
-    tokens = [special["bos_token"], special["eos_token"], special["pad_token"], *special["additional"]]
+    tokens = [
+        special["bos_token"],
+        special["eos_token"],
+        special["pad_token"],
+        *special["additional"],
+    ]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -84,8 +89,17 @@ def build_model(params: config.BaseModelParams, tokenizer):
 def build_base(model: str, params: config.BaseModelParams) -> dict[str, Any]:
     out = base_dir(model)
     if params.kind == "hub":
-        info = {"kind": "hub", "repo_id": params.repo_id, "revision": params.revision,
-                "license": params.license}
+        if params.revision is None:
+            raise StageError(
+                f"models.{model}.base.revision is not pinned to a commit; run "
+                "`python -m stages.profile pin <profile>` where the hub is reachable"
+            )
+        info = {
+            "kind": "hub",
+            "repo_id": params.repo_id,
+            "revision": params.revision,
+            "license": params.license,
+        }
         shutil.rmtree(out, ignore_errors=True)
         write_json(out / "base.json", info)
         console.print(f"base {model}: {params.repo_id}@{params.revision[:12]} (hub, pinned)")
@@ -99,13 +113,20 @@ def build_base(model: str, params: config.BaseModelParams) -> dict[str, Any]:
     shutil.rmtree(tmp, ignore_errors=True)
     net.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    info = {"kind": "config", "architecture": params.architecture, "parameters": n_params,
-            "vocab_size": len(tokenizer), "chat_template": params.chat_template}
+    info = {
+        "kind": "config",
+        "architecture": params.architecture,
+        "parameters": n_params,
+        "vocab_size": len(tokenizer),
+        "chat_template": params.chat_template,
+    }
     write_json(tmp / "base.json", info)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
-    console.print(f"base {model}: {params.architecture}, {n_params / 1e6:.2f}M parameters, "
-                  f"vocab {len(tokenizer)}")
+    console.print(
+        f"base {model}: {params.architecture}, {n_params / 1e6:.2f}M parameters, "
+        f"vocab {len(tokenizer)}"
+    )
     return info
 
 

@@ -84,9 +84,10 @@ def clean(source: str, params: config.CleanParams) -> dict[str, Any]:
         raise StageError(f"{src}: not found; run `dvc repro ingest@{source}` first")
     total = count_rows(src)
     kept = 0
-    with RecordWriter(clean_path(source), batch_size=params.batch_size) as out, Quarantine(
-        quarantine_path("clean", source), "clean", params.batch_size
-    ) as quarantine:
+    with (
+        RecordWriter(clean_path(source), batch_size=params.batch_size) as out,
+        Quarantine(quarantine_path("clean", source), "clean", params.batch_size) as quarantine,
+    ):
         for rec in progress(iter_records(src, params.batch_size), f"clean {source}", total):
             rec = normalise_record(rec, params)
             failed = first_failure(rec, params)

@@ -16,6 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 PARAMS_FILE = Path("params.yaml")
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+# A hub revision must be a commit: a branch or tag can move under the same params.
+Revision = Annotated[
+    str | None,
+    Field(pattern=r"^[0-9a-f]{40}$", description="a 40-hex commit hash; null until pinned"),
+]
 
 
 class Section(BaseModel):
@@ -34,7 +39,7 @@ class HubDataset(Section):
     """A dataset on the Hugging Face hub, pinned to a commit."""
 
     repo_id: str
-    revision: str = Field(description="commit hash: a moved branch must show as a params change")
+    revision: Revision = None
     config: str | None = None
     split: str = "train"
 
@@ -131,7 +136,7 @@ class BaseModelParams(Section):
     vocab_size: Annotated[int, Field(gt=256)] = 4000
     seed: int = 0
     repo_id: str | None = None
-    revision: str | None = None
+    revision: Revision = None
     license: str | None = None
     chat_template: Literal["llama3", "gemma"] | None = None
 
@@ -139,8 +144,8 @@ class BaseModelParams(Section):
     def _kind_fields(self):
         if self.kind == "config" and not (self.architecture and self.chat_template):
             raise ValueError("a model of kind 'config' needs `architecture` and `chat_template`")
-        if self.kind == "hub" and not (self.repo_id and self.revision and self.license):
-            raise ValueError("a hub model needs `repo_id`, a pinned `revision` and `license`")
+        if self.kind == "hub" and not (self.repo_id and self.license):
+            raise ValueError("a hub model needs `repo_id` and `license` (and a pinned `revision`)")
         return self
 
 
@@ -164,6 +169,7 @@ class TrainParams(Section):
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     quantization: Literal["none", "4bit"] = "none"
     logging_steps: Annotated[int, Field(gt=0)] = 5
+    eval_steps: Annotated[int, Field(gt=0)] = 20
     seed: int = 0
     device: Literal["cpu", "cuda"] = "cpu"
 
@@ -206,6 +212,9 @@ class ParamsError(SystemExit):
     def __init__(self, message: str):
         super().__init__(2)
         self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def read_params(path: Path = PARAMS_FILE) -> dict[str, Any]:

@@ -27,5 +27,8 @@ def load_split(split: str, limit: int | None = None):
 def as_messages(ds, system_role: bool):
     from stages.chat import to_messages
 
-    return ds.map(lambda r: {"messages": to_messages(r, system_role)},
-                  remove_columns=ds.column_names, desc="chat format")
+    return ds.map(
+        lambda r: {"messages": to_messages(r, system_role)},
+        remove_columns=ds.column_names,
+        desc="chat format",
+    )

@@ -8,15 +8,27 @@ from typing import Any
 import yaml
 
 FEATURES = [
-    ("id", "string"), ("instruction", "string"), ("input", "string"), ("output", "string"),
-    ("system", "string"), ("task", "string"), ("topic", "string"), ("source", "string"),
-    ("source_row", "int64"), ("origin", "string"), ("meta", "string"),
+    ("id", "string"),
+    ("instruction", "string"),
+    ("input", "string"),
+    ("output", "string"),
+    ("system", "string"),
+    ("task", "string"),
+    ("topic", "string"),
+    ("source", "string"),
+    ("source_row", "int64"),
+    ("origin", "string"),
+    ("meta", "string"),
 ]
 
 
 def _size_category(n: int) -> str:
-    for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
-                         (1_000_000, "100K<n<1M")):
+    for limit, label in (
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+    ):
         if n < limit:
             return label
     return "1M<n<10M"
@@ -26,7 +38,8 @@ def _table(rows: dict[str, dict[str, int]], splits: list[str]) -> str:
     keys = sorted({k for s in splits for k in rows[s]})
     head = "| | " + " | ".join(splits) + " | total |\n|---|" + "---:|" * (len(splits) + 1)
     lines = [
-        f"| {k} | " + " | ".join(str(rows[s].get(k, 0)) for s in splits)
+        f"| {k} | "
+        + " | ".join(str(rows[s].get(k, 0)) for s in splits)
         + f" | {sum(rows[s].get(k, 0) for s in splits)} |"
         for k in keys
     ]
@@ -37,7 +50,9 @@ def _quantiles(values: list[int]) -> str:
     if len(values) < 2:
         return "n/a"
     q = statistics.quantiles(values, n=20)
-    return f"median {statistics.median(values):.0f}, p5 {q[0]:.0f}, p95 {q[-1]:.0f}, max {max(values)}"
+    return (
+        f"median {statistics.median(values):.0f}, p5 {q[0]:.0f}, p95 {q[-1]:.0f}, max {max(values)}"
+    )
 
 
 def dataset_card(manifest: dict[str, Any], lengths: dict[str, list[int]]) -> str:
@@ -49,14 +64,17 @@ def dataset_card(manifest: dict[str, Any], lengths: dict[str, list[int]]) -> str
         "task_categories": ["text-generation", "question-answering", "summarization"],
         "size_categories": [_size_category(manifest["records"])],
         "tags": ["instruction-tuning", "arabic", "sft"],
-        "configs": [{
-            "config_name": "default",
-            "data_files": [{"split": s, "path": f"{s}/*.parquet"} for s in splits],
-        }],
+        "configs": [
+            {
+                "config_name": "default",
+                "data_files": [{"split": s, "path": f"{s}/*.parquet"} for s in splits],
+            }
+        ],
         "dataset_info": {
             "features": [{"name": n, "dtype": t} for n, t in FEATURES],
-            "splits": [{"name": s, "num_examples": manifest["splits"][s]["records"]}
-                       for s in splits],
+            "splits": [
+                {"name": s, "num_examples": manifest["splits"][s]["records"]} for s in splits
+            ],
         },
     }
     by = lambda kind: {s: manifest["splits"][s].get(f"by_{kind}", {}) for s in splits}  # noqa: E731
@@ -64,7 +82,9 @@ def dataset_card(manifest: dict[str, Any], lengths: dict[str, list[int]]) -> str
         f"| `{name}` | {info['rows']} | `{info['sha256'][:16]}…` |"
         for name, info in manifest["shards"].items()
     )
-    return f"""---
+    split_counts = ", ".join(f"{s} {manifest['splits'][s]['records']}" for s in splits)
+    return (
+        f"""---
 {yaml.safe_dump(header, allow_unicode=True, sort_keys=False).strip()}
 ---
 
@@ -77,7 +97,7 @@ is counted, not typed.
 
 ## Dataset structure
 
-{manifest['records']} records: {", ".join(f"{s} {manifest['splits'][s]['records']}" for s in splits)}.
+{manifest["records"]} records: {split_counts}.
 Each record keeps its lineage: `source` (the source's name in params.yaml) and `source_row`
 (its 0-based row in that raw source). `meta` is a JSON string with provenance added by the
 source or a stage (for example the published dataset's own `source` and `uuid`, or the
@@ -85,7 +105,9 @@ template that phrased a labelled item). `origin` is `collected` or `synthetic`.
 
 | field | type |
 |---|---|
-""" + "\n".join(f"| `{n}` | {t} |" for n, t in FEATURES) + f"""
+"""
+        + "\n".join(f"| `{n}` | {t} |" for n, t in FEATURES)
+        + f"""
 
 ### Tasks
 
@@ -108,8 +130,8 @@ template that phrased a labelled item). `origin` is `collected` or `synthetic`.
 
 A record's split comes from a salted hash of its group key, so adding a source never moves
 an existing record, and every phrasing of one labelled item lands in the same split
-(salt `{manifest['params']['salt']}`, validation {manifest['params']['validation_fraction']},
-test {manifest['params']['test_fraction']}).
+(salt `{manifest["params"]["salt"]}`, validation {manifest["params"]["validation_fraction"]},
+test {manifest["params"]["test_fraction"]}).
 
 ## Curation
 
@@ -127,3 +149,4 @@ contract). Every dropped row is kept in `data/quarantine/` with the rule that dr
 
 Apache-2.0, like the published InstAr-500k. Cite arXiv 2407.02147 for the method.
 """
+    )

@@ -38,9 +38,10 @@ def dedup(sources: list[str], params: config.DedupParams) -> dict[str, Any]:
     per_source: dict[str, Counter] = {s: Counter() for s in sources}
     pairs: Counter = Counter()
     clustered: set[bytes] = set()  # keys that had at least one duplicate
-    with RecordWriter(OUT, batch_size=params.batch_size) as out, Quarantine(
-        QUARANTINE, "dedup", params.batch_size
-    ) as quarantine:
+    with (
+        RecordWriter(OUT, batch_size=params.batch_size) as out,
+        Quarantine(QUARANTINE, "dedup", params.batch_size) as quarantine,
+    ):
         records = (r for p in paths for r in iter_records(p, params.batch_size))
         for rec in progress(records, "dedup", total):
             per_source[rec["source"]]["in"] += 1

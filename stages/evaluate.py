@@ -18,15 +18,17 @@ from stages.storage import write_json
 
 def encode(tokenizer, messages: list[dict], max_length: int) -> tuple[list[int], list[int]]:
     """Token ids and labels with everything before the assistant's answer masked (-100)."""
-    prompt = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True,
-                                           tokenize=True, return_dict=True)["input_ids"]
+    prompt = tokenizer.apply_chat_template(
+        messages[:-1], add_generation_prompt=True, tokenize=True, return_dict=True
+    )["input_ids"]
     full = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
-    labels = [-100] * len(prompt) + full[len(prompt):]
+    labels = [-100] * len(prompt) + full[len(prompt) :]
     return full[:max_length], labels[:max_length]
 
 
-def assistant_loss(net, tokenizer, examples: list[list[dict]], params: config.EvaluateParams,
-                   label: str) -> dict[str, float]:
+def assistant_loss(
+    net, tokenizer, examples: list[list[dict]], params: config.EvaluateParams, label: str
+) -> dict[str, float]:
     """Token-weighted mean loss over the assistant tokens of `examples`."""
     import torch
 
@@ -36,7 +38,7 @@ def assistant_loss(net, tokenizer, examples: list[list[dict]], params: config.Ev
     batches = range(0, len(encoded), params.batch_size)
     with torch.no_grad():
         for start in progress(batches, f"evaluate {label}", len(batches)):
-            chunk = encoded[start:start + params.batch_size]
+            chunk = encoded[start : start + params.batch_size]
             width = max(len(ids) for ids, _ in chunk)
             pad = tokenizer.pad_token_id
             ids = torch.tensor([i + [pad] * (width - len(i)) for i, _ in chunk])
@@ -45,14 +47,19 @@ def assistant_loss(net, tokenizer, examples: list[list[dict]], params: config.Ev
             logits = net(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
             target = labels[:, 1:]
             nll = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.size(-1)), target.reshape(-1),
-                ignore_index=-100, reduction="sum",
+                logits.reshape(-1, logits.size(-1)),
+                target.reshape(-1),
+                ignore_index=-100,
+                reduction="sum",
             )
             total_nll += nll.item()
             total_tokens += int((target != -100).sum())
     loss = total_nll / max(total_tokens, 1)
-    return {"loss": round(loss, 5), "perplexity": round(math.exp(min(loss, 50)), 3),
-            "tokens": total_tokens}
+    return {
+        "loss": round(loss, 5),
+        "perplexity": round(math.exp(min(loss, 50)), 3),
+        "tokens": total_tokens,
+    }
 
 
 def evaluate(model: str, m: config.ModelParams, params: config.EvaluateParams) -> dict[str, Any]:
@@ -60,7 +67,7 @@ def evaluate(model: str, m: config.ModelParams, params: config.EvaluateParams) -
 
     from stages.chat import supports_system, to_messages
     from stages.data import load_split
-    from stages.train import adapter_dir, load_base, require_device
+    from stages.loading import adapter_dir, load_base, require_device
 
     require_device(model, m)
     tokenizer, net = load_base(model, m)
@@ -74,11 +81,13 @@ def evaluate(model: str, m: config.ModelParams, params: config.EvaluateParams) -
         "examples": len(examples),
         "instar_test": adapter,
         "base": {"instar_test": base},
-        "delta": {"instar_test": {k: round(adapter[k] - base[k], 5)
-                                  for k in ("loss", "perplexity")}},
+        "delta": {
+            "instar_test": {k: round(adapter[k] - base[k], 5) for k in ("loss", "perplexity")}
+        },
     }
-    console.print(f"evaluate {model}: perplexity base {base['perplexity']} -> "
-                  f"adapter {adapter['perplexity']}")
+    console.print(
+        f"evaluate {model}: perplexity base {base['perplexity']} -> adapter {adapter['perplexity']}"
+    )
     return result
 
 
@@ -87,8 +96,9 @@ def main() -> None:
     p.add_argument("model", help="a key of `models` in params.yaml")
     args = p.parse_args()
     params = config.read_params()
-    result = evaluate(args.model, config.named("models", args.model, params),
-                      config.section("evaluate", params))
+    result = evaluate(
+        args.model, config.named("models", args.model, params), config.section("evaluate", params)
+    )
     write_json(Path("metrics/eval") / f"{args.model}.json", result)
 
 

@@ -17,6 +17,7 @@ import yaml
 
 from stages import config
 from stages.console import StageError, console, parser, progress, run
+from stages.hub_fetch import check_snapshot
 from stages.readers import columns_of, read_rows
 from stages.schema import dump_meta, make_record
 from stages.storage import Quarantine, RecordWriter, write_json
@@ -30,9 +31,11 @@ def raw_path(source: str) -> Path:
 
 
 def quarantine_path(stage: str, source: str | None = None) -> Path:
-    return Path("data/quarantine") / stage / f"{source}.parquet" if source else Path(
-        "data/quarantine"
-    ) / f"{stage}.parquet"
+    return (
+        Path("data/quarantine") / stage / f"{source}.parquet"
+        if source
+        else Path("data/quarantine") / f"{stage}.parquet"
+    )
 
 
 def _text(value: Any) -> str | None:
@@ -58,18 +61,23 @@ def instruction_records(
         if src.origin_column:
             origin = src.origin_map.get(str(row.get(src.origin_column)), src.origin)
         meta = {c: row.get(c) for c in src.meta_columns}
-        yield i, make_record(
-            instruction=_text(row[col["instruction"]]),
-            output=_text(row[col["output"]]),
-            input=_text(row.get(col["input"])) or "",
-            system=_text(row.get(col["system"])) or "",
-            task=_text(row.get(col["task"])) or src.default_task,
-            topic=_text(row.get(col["topic"])) or "",
-            source=name,
-            source_row=i,
-            origin=origin,
-            meta=meta,
-        ), None, ""
+        yield (
+            i,
+            make_record(
+                instruction=_text(row[col["instruction"]]),
+                output=_text(row[col["output"]]),
+                input=_text(row.get(col["input"])) or "",
+                system=_text(row.get(col["system"])) or "",
+                task=_text(row.get(col["task"])) or src.default_task,
+                topic=_text(row.get(col["topic"])) or "",
+                source=name,
+                source_row=i,
+                origin=origin,
+                meta=meta,
+            ),
+            None,
+            "",
+        )
 
 
 def load_template(path: Path, entry: str) -> dict[str, Any]:
@@ -98,14 +106,20 @@ def task_records(
             ["label"] if "label" in values and not values["label"] else []
         )
         if empty:
-            yield i, None, f"missing value in column {src.columns.get(empty[0], empty[0])!r}", str(
-                row
-            )[:300]
+            yield (
+                i,
+                None,
+                f"missing value in column {src.columns.get(empty[0], empty[0])!r}",
+                str(row)[:300],
+            )
             continue
         if labels:
             if values.get("label") not in labels:
-                yield i, None, f"unknown label {values.get('label')!r} (known: {list(labels)})", str(
-                    values.get("label")
+                yield (
+                    i,
+                    None,
+                    f"unknown label {values.get('label')!r} (known: {list(labels)})",
+                    str(values.get("label")),
                 )
                 continue
             values["label"] = labels[values["label"]]
@@ -113,17 +127,22 @@ def task_records(
         rng = random.Random(f"{seed}:{name}:{item_key}")
         meta_extra = {c: row.get(c) for c in src.meta_columns}
         for ph in rng.sample(phrasings, k):
-            yield i, make_record(
-                instruction=ph["instruction"].format_map(values),
-                input=ph.get("input", "").format_map(values),
-                output=ph["output"].format_map(values),
-                task=template["task"],
-                topic=template.get("topic", ""),
-                source=name,
-                source_row=i,
-                origin=src.origin,
-                meta={"group": f"{name}:{item_key}", "template": ph["id"], **meta_extra},
-            ), None, ""
+            yield (
+                i,
+                make_record(
+                    instruction=ph["instruction"].format_map(values),
+                    input=ph.get("input", "").format_map(values),
+                    output=ph["output"].format_map(values),
+                    task=template["task"],
+                    topic=template.get("topic", ""),
+                    source=name,
+                    source_row=i,
+                    origin=src.origin,
+                    meta={"group": f"{name}:{item_key}", "template": ph["id"], **meta_extra},
+                ),
+                None,
+                "",
+            )
 
 
 def _placeholders(phrasings: list[dict]) -> list[str]:
@@ -140,9 +159,11 @@ def _placeholders(phrasings: list[dict]) -> list[str]:
 
 def ingest(name: str, src: config.SourceParams, params: config.IngestParams) -> dict[str, int]:
     path = Path(src.path)
-    if not path.exists():
+    if src.format == "hf":
+        check_snapshot(name, src)
+    elif not path.exists():
         raise StageError(f"{path}: source file of {name!r} not found")
-    if src.format != "hf":
+    else:
         if path.stat().st_size == 0:
             raise StageError(f"{path}: source {name!r} is empty")
         header = columns_of(path, src.format)
@@ -161,9 +182,10 @@ def ingest(name: str, src: config.SourceParams, params: config.IngestParams) -> 
         records = instruction_records(name, src, rows)
 
     kept = bad = 0
-    with RecordWriter(raw_path(name), batch_size=params.batch_size) as out, Quarantine(
-        quarantine_path("ingest", name), "ingest", params.batch_size
-    ) as quarantine:
+    with (
+        RecordWriter(raw_path(name), batch_size=params.batch_size) as out,
+        Quarantine(quarantine_path("ingest", name), "ingest", params.batch_size) as quarantine,
+    ):
         for i, rec, problem, value in progress(records, f"ingest {name}"):
             if rec is not None:
                 out.write(rec)
@@ -176,9 +198,16 @@ def ingest(name: str, src: config.SourceParams, params: config.IngestParams) -> 
                 )
             bad += 1
             quarantine.reject(
-                make_record(instruction="", output="", source=name, source_row=i,
-                            origin=src.origin, task=src.default_task),
-                problem.split(" (")[0], value or problem,
+                make_record(
+                    instruction="",
+                    output="",
+                    source=name,
+                    source_row=i,
+                    origin=src.origin,
+                    task=src.default_task,
+                ),
+                problem.split(" (")[0],
+                value or problem,
             )
         if kept == 0 and bad == 0:
             raise StageError(f"{path}: source {name!r} has no rows")

@@ -24,7 +24,7 @@ def read_jsonl(path: Path) -> Iterator[Row]:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                yield i, None, f"not UTF-8 (byte {e.start}: {raw[e.start:e.start + 1]!r})"
+                yield i, None, f"not UTF-8 (byte {e.start}: {raw[e.start : e.start + 1]!r})"
                 continue
             if not line.strip():
                 continue
@@ -34,7 +34,11 @@ def read_jsonl(path: Path) -> Iterator[Row]:
                 yield i, None, f"malformed JSON ({e.msg} at column {e.colno})"
                 continue
             if not isinstance(obj, dict):
-                yield i, None, f"malformed JSON (a line must be an object, got {type(obj).__name__})"
+                yield (
+                    i,
+                    None,
+                    f"malformed JSON (a line must be an object, got {type(obj).__name__})",
+                )
                 continue
             yield i, obj, None
 
@@ -65,7 +69,11 @@ def read_csv(path: Path) -> Iterator[Row]:
                 i += 1
                 continue
             if None in row or any(v is None for v in row.values()):
-                yield i, None, f"malformed CSV (expected {len(header)} fields on line {reader.line_num})"
+                yield (
+                    i,
+                    None,
+                    f"malformed CSV (expected {len(header)} fields on line {reader.line_num})",
+                )
             else:
                 yield i, row, None
             i += 1

@@ -42,11 +42,17 @@ def summary(title: str, evals: dict, trains: dict) -> str:
     for model, ev in evals.items():
         base, tuned = ev["base"]["instar_test"], ev["instar_test"]
         lines.append(f"| {model} | base | {base['loss']:.4f} | {base['perplexity']:.2f} | |")
-        lines.append(f"| {model} | + InstAr adapter | {tuned['loss']:.4f} | "
-                     f"{tuned['perplexity']:.2f} | {ev['delta']['instar_test']['perplexity']:+.2f} |")
-    lines += ["", "## Training", "",
-              "| model | steps | first loss | last loss | eval loss | tokens/s | trainable params |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
+        lines.append(
+            f"| {model} | + InstAr adapter | {tuned['loss']:.4f} | "
+            f"{tuned['perplexity']:.2f} | {ev['delta']['instar_test']['perplexity']:+.2f} |"
+        )
+    lines += [
+        "",
+        "## Training",
+        "",
+        "| model | steps | first loss | last loss | eval loss | tokens/s | trainable params |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for model, tr in trains.items():
         lines.append(
             f"| {model} | {tr['steps']} | {tr['first_logged_loss']} | {tr['last_logged_loss']} "
@@ -65,10 +71,18 @@ def charts(evals: dict) -> None:
     models = list(evals)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     xs = range(len(models))
-    ax.bar([x - 0.2 for x in xs], [evals[m]["base"]["instar_test"]["perplexity"] for m in models],
-           width=0.4, label="base")
-    ax.bar([x + 0.2 for x in xs], [evals[m]["instar_test"]["perplexity"] for m in models],
-           width=0.4, label="+ adapter")
+    ax.bar(
+        [x - 0.2 for x in xs],
+        [evals[m]["base"]["instar_test"]["perplexity"] for m in models],
+        width=0.4,
+        label="base",
+    )
+    ax.bar(
+        [x + 0.2 for x in xs],
+        [evals[m]["instar_test"]["perplexity"] for m in models],
+        width=0.4,
+        label="+ adapter",
+    )
     ax.set_xticks(list(xs), models)
     ax.set_ylabel("perplexity (InstAr test)")
     ax.set_yscale("log")

@@ -47,9 +47,11 @@ FIELDS = tuple(RECORD_SCHEMA.names)
 TEXT_FIELDS = ("instruction", "input", "output", "system")
 
 # Why a row was dropped travels with the row itself.
-QUARANTINE_SCHEMA = RECORD_SCHEMA.append(pa.field("stage", pa.string())).append(
-    pa.field("rule", pa.string())
-).append(pa.field("value", pa.string()))
+QUARANTINE_SCHEMA = (
+    RECORD_SCHEMA.append(pa.field("stage", pa.string()))
+    .append(pa.field("rule", pa.string()))
+    .append(pa.field("value", pa.string()))
+)
 
 _WS = re.compile(r"\s+")
 _TASK_ALIASES = {

@@ -129,9 +129,7 @@ def shard(params: config.ShardParams) -> dict[str, Any]:
         OUT.mkdir(parents=True, exist_ok=True)
         (tmp / name).rename(target)
     shutil.rmtree(tmp, ignore_errors=True)
-    console.print(
-        "shard: " + ", ".join(f"{s} {manifest['splits'][s]['records']}" for s in SPLITS)
-    )
+    console.print("shard: " + ", ".join(f"{s} {manifest['splits'][s]['records']}" for s in SPLITS))
     return manifest
 
 

@@ -15,6 +15,9 @@ import pyarrow.parquet as pq
 
 from stages.schema import QUARANTINE_SCHEMA, RECORD_SCHEMA
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 @contextmanager
 def atomic_path(path: str | Path, suffix: str = ""):
@@ -26,6 +29,7 @@ def atomic_path(path: str | Path, suffix: str = ""):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would make outputs unreadable to others
     try:
         yield Path(tmp)
         os.replace(tmp, path)

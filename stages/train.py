@@ -15,65 +15,63 @@ import time
 from pathlib import Path
 from typing import Any
 
+from peft import LoraConfig
+from transformers import TrainerCallback
+from trl import SFTConfig, SFTTrainer
+
+from dvclive import Live
 from stages import config
-from stages.base import base_dir
-from stages.console import StageError, console, parser, run
+from stages.chat import supports_system
+from stages.console import console, parser, run
+from stages.data import as_messages, load_split
+from stages.loading import adapter_dir, load_base, require_device
 from stages.storage import write_json
 
 
-def adapter_dir(model: str) -> Path:
-    return Path("models") / model / "adapter"
+class LiveCurves(TrainerCallback):
+    """Training curves into dvclive, stepped by the trainer's global step.
 
+    transformers' own DVCLiveCallback counts log calls as steps, which interleaves train and
+    eval points on one axis that is not the optimiser's.
+    """
 
-def require_device(model: str, m: config.ModelParams) -> None:
-    """Refuse at once, before anything loads, what this machine cannot do."""
-    import torch
+    # What people plot; the trainer logs more (entropy, runtimes) that only clutters plots.
+    CURVES = {
+        "loss": "train/loss",
+        "grad_norm": "train/grad_norm",
+        "learning_rate": "train/learning_rate",
+        "mean_token_accuracy": "train/mean_token_accuracy",
+        "eval_loss": "eval/loss",
+        "eval_mean_token_accuracy": "eval/mean_token_accuracy",
+    }
 
-    if m.base.kind == "hub" or m.train.device == "cuda" or m.train.precision != "fp32":
-        if not torch.cuda.is_available():
-            raise StageError(
-                f"model {model!r} needs a CUDA GPU ({m.base.repo_id or 'device: cuda'}); "
-                "none is visible. The paper profile runs on a GPU machine with hub access or "
-                "local weights and the gated licences accepted (see README, 'Profiles')."
+    def __init__(self, live):
+        self.live = live
+        self._last = None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        self.live.step = state.global_step
+        for key, name in self.CURVES.items():
+            if isinstance(logs.get(key), int | float):
+                self.live.log_metric(name, logs[key])
+        if "loss" in logs and "num_tokens" in logs:
+            self._tokens_per_second(state, logs["num_tokens"])
+        self.live.make_summary()
+
+    def _tokens_per_second(self, state, tokens: float) -> None:
+        now = time.perf_counter()
+        if self._last is not None and now > self._last[0]:
+            self.live.log_metric(
+                "train/tokens_per_second",
+                round((tokens - self._last[1]) / (now - self._last[0]), 1),
             )
-
-
-def load_base(model: str, m: config.ModelParams):
-    """Tokenizer and model, from the local base folder or the pinned hub revision."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
-
-    src: dict[str, Any]
-    if m.base.kind == "config":
-        src = {"pretrained_model_name_or_path": str(base_dir(model))}
-    else:
-        src = {"pretrained_model_name_or_path": m.base.repo_id, "revision": m.base.revision}
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[
-        m.train.precision
-    ]
-    kwargs: dict[str, Any] = {"dtype": dtype, "use_safetensors": True, "trust_remote_code": False}
-    if m.train.quantization == "4bit":
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16 if m.train.device == "cuda" else torch.float32,
-        )
-    tokenizer = AutoTokenizer.from_pretrained(**src)
-    net = AutoModelForCausalLM.from_pretrained(**src, **kwargs)
-    return tokenizer, net
+        self._last = (now, tokens)
 
 
 def train(model: str, m: config.ModelParams) -> dict[str, Any]:
     require_device(model, m)
-    from dvclive import Live
-    from peft import LoraConfig
-    from transformers.integrations import DVCLiveCallback
-    from trl import SFTConfig, SFTTrainer
-
-    from stages.chat import supports_system
-    from stages.data import as_messages, load_split
-
     tokenizer, net = load_base(model, m)
     system_role = supports_system(tokenizer)
     train_ds = as_messages(load_split("train"), system_role)
@@ -92,7 +90,7 @@ def train(model: str, m: config.ModelParams) -> dict[str, Any]:
         weight_decay=m.train.weight_decay,
         logging_steps=m.train.logging_steps,
         eval_strategy="steps",
-        eval_steps=m.train.logging_steps * 4,
+        eval_steps=m.train.eval_steps,
         save_strategy="no",
         max_length=m.train.max_length,
         assistant_only_loss=True,
@@ -120,15 +118,27 @@ def train(model: str, m: config.ModelParams) -> dict[str, Any]:
         eval_dataset=eval_ds,
         processing_class=tokenizer,
         peft_config=lora,
-        callbacks=[DVCLiveCallback(live=live)],
+        callbacks=[LiveCurves(live)],
     )
+    if console.is_terminal:  # a live rich panel instead of one printed dict per log step
+        from transformers import PrinterCallback
+        from trl.trainer.callbacks import RichProgressCallback
+
+        trainer.remove_callback(PrinterCallback)
+        trainer.add_callback(RichProgressCallback())
     trainable, total = trainer.model.get_nb_trainable_parameters()
-    console.print(f"train {model}: {len(train_ds)} examples, {trainable:,} of {total:,} "
-                  "parameters trainable")
+    console.print(
+        f"train {model}: {len(train_ds)} examples, {trainable:,} of {total:,} parameters trainable"
+    )
     start = time.perf_counter()
     result = trainer.train()
     elapsed = time.perf_counter() - start
-    final_eval = trainer.evaluate()
+    evals = [h for h in trainer.state.log_history if "eval_loss" in h]
+    if evals and evals[-1]["step"] == trainer.state.global_step:
+        final_eval = evals[-1]  # already evaluated at the last step; do not log it twice
+    else:
+        final_eval = trainer.evaluate()
+    live.end()
     tokens = trainer.state.num_input_tokens_seen or _count_tokens(trainer)
 
     out = adapter_dir(model)
@@ -155,8 +165,10 @@ def train(model: str, m: config.ModelParams) -> dict[str, Any]:
         "trainable_parameters": trainable,
         "total_parameters": total,
     }
-    console.print(f"train {model}: loss {metrics['first_logged_loss']} -> "
-                  f"{metrics['last_logged_loss']}, eval loss {metrics['eval_loss']}")
+    console.print(
+        f"train {model}: loss {metrics['first_logged_loss']} -> "
+        f"{metrics['last_logged_loss']}, eval loss {metrics['eval_loss']}"
+    )
     return metrics
 
 

@@ -51,8 +51,12 @@ class RecordModel(pa.DataFrameModel):
     @pa.dataframe_check(name="id_matches_content")
     def id_matches_content(cls, df: pd.DataFrame) -> Series[bool]:
         return pd.Series(
-            [record_id(i, n, o) == r for i, n, o, r in
-             zip(df["instruction"], df["input"], df["output"], df["id"], strict=True)],
+            [
+                record_id(i, n, o) == r
+                for i, n, o, r in zip(
+                    df["instruction"], df["input"], df["output"], df["id"], strict=True
+                )
+            ],
             index=df.index,
         )
 
@@ -180,8 +184,12 @@ def write_quarantine(df: pd.DataFrame, row_fails: pd.DataFrame, bad_rows: list[i
 
 def main() -> None:
     p = parser("validate", __doc__)
-    p.add_argument("path", nargs="?", type=Path,
-                   help="validate this file only (no outputs written); default: the pipeline's")
+    p.add_argument(
+        "path",
+        nargs="?",
+        type=Path,
+        help="validate this file only (no outputs written); default: the pipeline's",
+    )
     args = p.parse_args()
     params = config.section("validate")
     standalone = args.path is not None

@@ -1,0 +1,53 @@
+"""Where a model's base and adapter live, and loading them as params say (train, evaluate)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from stages import config
+from stages.base import base_dir
+from stages.console import StageError
+
+
+def adapter_dir(model: str) -> Path:
+    return Path("models") / model / "adapter"
+
+
+def require_device(model: str, m: config.ModelParams) -> None:
+    """Refuse at once, before anything loads, what this machine cannot do."""
+    import torch
+
+    if m.base.kind == "hub" or m.train.device == "cuda" or m.train.precision != "fp32":
+        if not torch.cuda.is_available():
+            raise StageError(
+                f"model {model!r} needs a CUDA GPU ({m.base.repo_id or 'device: cuda'}); "
+                "none is visible. The paper profile runs on a GPU machine with hub access or "
+                "local weights and the gated licences accepted (see README, 'Profiles')."
+            )
+
+
+def load_base(model: str, m: config.ModelParams):
+    """Tokenizer and model, from the local base folder or the pinned hub revision."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    src: dict[str, Any]
+    if m.base.kind == "config":
+        src = {"pretrained_model_name_or_path": str(base_dir(model))}
+    else:
+        src = {"pretrained_model_name_or_path": m.base.repo_id, "revision": m.base.revision}
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[
+        m.train.precision
+    ]
+    kwargs: dict[str, Any] = {"dtype": dtype, "use_safetensors": True, "trust_remote_code": False}
+    if m.train.quantization == "4bit":
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16 if m.train.device == "cuda" else torch.float32,
+        )
+    tokenizer = AutoTokenizer.from_pretrained(**src)
+    net = AutoModelForCausalLM.from_pretrained(**src, **kwargs)
+    return tokenizer, net

@@ -1,0 +1,106 @@
+"""Shared fixtures. The end-to-end `dvc repro` runs once per session in a copy of the repo
+(what a fresh clone holds) and every test that needs its outputs reuses it."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+OFFLINE = {
+    "DVC_NO_ANALYTICS": "1",
+    "GX_ANALYTICS_ENABLED": "false",
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "DO_NOT_TRACK": "1",
+}
+os.environ.update(OFFLINE)
+
+
+def env() -> dict[str, str]:
+    """The environment for subprocesses: offline, with this venv's tools first on PATH."""
+    bindir = str(Path(sys.executable).parent)
+    return {**os.environ, **OFFLINE, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900):
+    proc = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} exited {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}"
+            f"\n--- stderr\n{proc.stderr[-4000:]}"
+        )
+    return proc
+
+
+def dvc(cwd: Path, *args: str, check: bool = True, timeout: int = 900):
+    return run(["dvc", *args], cwd, check, timeout)
+
+
+def stages_run(output: str) -> set[str]:
+    """The stages DVC says it ran (not what --dry predicts)."""
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def repo_files(root: Path = ROOT) -> list[str]:
+    out = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=root,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    return [p for p in out.split("\0") if p and (root / p).is_file()]
+
+
+def git_commit_all(repo: Path, message: str) -> None:
+    run(["git", "add", "-A"], repo)
+    run(
+        [
+            "git",
+            "-c",
+            "user.name=test",
+            "-c",
+            "user.email=test@invalid",
+            "commit",
+            "-qm",
+            message,
+            "--allow-empty",
+        ],
+        repo,
+    )
+
+
+def fresh_clone(dest: Path) -> Path:
+    """What a clone of the current work tree holds: tracked and unignored files, a git repo."""
+    for rel in repo_files():
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, target)
+    run(["git", "init", "-q", "-b", "main"], dest)
+    git_commit_all(dest, "fresh clone")
+    return dest
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory) -> Path:
+    """A fresh clone after one full `dvc repro` of the default profile, committed."""
+    repo = fresh_clone(tmp_path_factory.mktemp("pipeline"))
+    proc = dvc(repo, "repro", timeout=1200)
+    (repo / "repro.log").write_text(proc.stdout + proc.stderr)
+    git_commit_all(repo, "after dvc repro")
+    return repo
+
+
+@pytest.fixture
+def pipeline_copy(pipeline: Path, tmp_path: Path) -> Path:
+    """A private copy of the built pipeline (cache included) for tests that change it."""
+    dest = tmp_path / "repo"
+    shutil.copytree(pipeline, dest, symlinks=True)
+    return dest

@@ -1,0 +1,80 @@
+import pytest
+
+from stages import config
+from stages.config import ParamsError
+
+
+def test_repository_params_are_valid():
+    assert config.check_all() == []
+
+
+def test_unknown_key_is_named_with_its_path():
+    with pytest.raises(ParamsError) as e:
+        config.section("clean", {"clean": {"min_output_word": 3}})
+    assert "clean.min_output_word" in e.value.message
+    assert e.value.code == 2
+
+
+def test_out_of_range_value_is_refused():
+    with pytest.raises(ParamsError) as e:
+        config.section("shard", {"shard": {"validation_fraction": 0.6, "test_fraction": 0.5}})
+    assert "leave rows for train" in e.value.message
+
+
+@pytest.mark.parametrize("name", ["../etc", "a b", "x/y", "ö"])
+def test_source_names_are_checked_before_they_become_paths(name):
+    params = {"sources": {name: {"format": "jsonl", "path": "x.jsonl"}}}
+    with pytest.raises(ValueError, match="letters, digits"):
+        config.named("sources", name, params)
+
+
+def test_a_new_instruction_source_needs_only_format_and_path():
+    src = config.named(
+        "sources",
+        "big",
+        {"sources": {"big": {"kind": "instructions", "format": "jsonl", "path": "raw.jsonl"}}},
+    )
+    assert src.default_task == "open_qa" and src.on_error == "fail" and src.origin == "collected"
+
+
+def test_task_source_needs_a_template_and_hub_source_needs_its_pin():
+    with pytest.raises(ParamsError, match="template"):
+        config.named(
+            "sources", "t", {"sources": {"t": {"kind": "task", "format": "csv", "path": "t.csv"}}}
+        )
+    with pytest.raises(ParamsError, match="hf"):
+        config.named("sources", "h", {"sources": {"h": {"format": "hf", "path": "d"}}})
+
+
+def test_hub_model_needs_repo_and_licence_and_a_commit_hash_revision():
+    with pytest.raises(ParamsError, match="repo_id"):
+        config.named("models", "m", {"models": {"m": {"base": {"kind": "hub"}}}})
+    with pytest.raises(ParamsError, match="0-9a-f"):
+        config.named(
+            "models",
+            "m",
+            {
+                "models": {
+                    "m": {
+                        "base": {
+                            "kind": "hub",
+                            "repo_id": "org/x",
+                            "license": "l",
+                            "revision": "main",
+                        }
+                    }
+                }
+            },
+        )
+
+
+def test_check_all_reports_every_problem_at_once():
+    problems = config.check_all(
+        {
+            "clean": {"bogus": 1},
+            "shard": {"salt": 3},
+            "sources": {"a": {"format": "xml", "path": "a"}},
+        }
+    )
+    text = "\n".join(problems)
+    assert "clean.bogus" in text and "shard.salt" in text and "sources.a.format" in text

@@ -1,0 +1,236 @@
+import csv
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from stages import config
+from stages.console import StageError
+from stages.ingest import ingest, quarantine_path, raw_path
+from stages.schema import load_meta
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = config.IngestParams(templates=str(ROOT / "templates/tasks.yaml"), phrasings_per_item=2)
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+
+def src(**kw) -> config.SourceParams:
+    return config.SourceParams(**kw)
+
+
+def read(name: str) -> list[dict]:
+    return pq.read_table(raw_path(name)).to_pylist()
+
+
+def write_jsonl(path: Path, rows: list) -> Path:
+    path.write_text(
+        "".join(
+            (r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in rows
+        ),
+        encoding="utf-8",
+    )
+    return path
+
+
+GOOD = {"question": "ما أطول نهر في العالم؟", "answer": "نهر النيل."}
+
+
+def test_jsonl_with_column_mapping_and_default_task_keeps_lineage(tmp_path):
+    write_jsonl(
+        tmp_path / "a.jsonl", [GOOD, {"question": "لماذا السماء زرقاء؟", "answer": "بسبب التشتت."}]
+    )
+    counts = ingest(
+        "a",
+        src(
+            format="jsonl",
+            path="a.jsonl",
+            default_task="open_qa",
+            columns={"instruction": "question", "output": "answer"},
+        ),
+        PARAMS,
+    )
+    rows = read("a")
+    assert counts["records"] == 2 and counts["quarantined"] == 0
+    assert [r["source_row"] for r in rows] == [0, 1]
+    assert rows[0]["instruction"] == GOOD["question"] and rows[0]["output"] == GOOD["answer"]
+    assert {r["task"] for r in rows} == {"open_qa"} and {r["source"] for r in rows} == {"a"}
+
+
+def test_instar_500k_columns_map_onto_the_schema_without_loss(tmp_path):
+    cols = ["instruction", "output", "source", "task", "system", "uuid", "topic"]
+    row = [
+        "لخص النص التالي.",
+        "ملخص قصير.",
+        "generated",
+        "summarization",
+        "أنت مساعد مفيد.",
+        "5c1f-uuid",
+        "الأدب",
+    ]
+    with open(tmp_path / "i.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([cols, row])
+    ingest(
+        "i",
+        src(
+            format="csv",
+            path="i.csv",
+            origin_column="source",
+            origin_map={"generated": "synthetic"},
+            meta_columns=["source", "uuid"],
+        ),
+        PARAMS,
+    )
+    (r,) = read("i")
+    meta = load_meta(r["meta"])
+    recovered = {
+        "instruction": r["instruction"],
+        "output": r["output"],
+        "source": meta["source"],
+        "task": r["task"],
+        "system": r["system"],
+        "uuid": meta["uuid"],
+        "topic": r["topic"],
+    }
+    assert recovered == dict(zip(cols, row, strict=True))
+    assert r["origin"] == "synthetic" and r["source"] == "i"
+
+
+def test_parquet_source(tmp_path):
+    pq.write_table(
+        pa.Table.from_pylist([{"instruction": "اشرح الجاذبية.", "output": "قوة تجاذب."}]),
+        tmp_path / "p.parquet",
+    )
+    assert ingest("p", src(format="parquet", path="p.parquet"), PARAMS)["records"] == 1
+
+
+def test_task_source_renders_several_phrasings_per_item_in_one_group(tmp_path):
+    with open(tmp_path / "s.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(
+            [
+                ["text", "label"],
+                ["الخدمة ممتازة والطعام لذيذ.", "positive"],
+                ["تأخر الطلب ساعتين.", "negative"],
+            ]
+        )
+    ingest("s", src(kind="task", format="csv", path="s.csv", template="sentiment"), PARAMS)
+    rows = read("s")
+    assert len(rows) == 4
+    groups = {}
+    for r in rows:
+        groups.setdefault(r["source_row"], set()).add(load_meta(r["meta"])["group"])
+        assert r["task"] == "classification"
+    assert all(len(g) == 1 for g in groups.values()) and len(groups) == 2
+    templates = [load_meta(r["meta"])["template"] for r in rows if r["source_row"] == 0]
+    assert len(set(templates)) == 2  # two different phrasings of one item
+    first = [r for r in rows if r["source_row"] == 0]
+    assert all("إيجابي" in r["output"] for r in first)  # label mapped to Arabic
+    assert any("الخدمة ممتازة" in r["instruction"] + r["input"] for r in first)
+
+
+def test_unknown_label_is_an_error_naming_file_and_row(tmp_path):
+    with open(tmp_path / "s.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([["text", "label"], ["نص جيد.", "positive"], ["نص.", "happy"]])
+    with pytest.raises(StageError, match=r"s\.csv: row 1: unknown label 'happy'"):
+        ingest("s", src(kind="task", format="csv", path="s.csv", template="sentiment"), PARAMS)
+    assert not raw_path("s").exists()  # nothing half-written
+
+
+def test_malformed_json_line_fails_with_file_and_row(tmp_path):
+    write_jsonl(
+        tmp_path / "b.jsonl",
+        [
+            {"instruction": "سؤال أول؟", "output": "جواب."},
+            '{"instruction": "مقطوع',
+        ],
+    )
+    with pytest.raises(StageError, match=r"b\.jsonl: row 1: malformed JSON"):
+        ingest("b", src(format="jsonl", path="b.jsonl"), PARAMS)
+
+
+def test_quarantine_mode_sets_bad_rows_aside_and_goes_on(tmp_path):
+    path = tmp_path / "b.jsonl"
+    write_jsonl(
+        path,
+        [
+            {"instruction": "سؤال أول؟", "output": "جواب."},
+            "{not json",
+            {"instruction": "بلا جواب"},
+            {"instruction": "سؤال ثان؟", "output": "نعم."},
+        ],
+    )
+    with open(path, "ab") as f:
+        f.write(b'{"instruction": "\xff\xfe", "output": "x"}\n')
+    counts = ingest("b", src(format="jsonl", path="b.jsonl", on_error="quarantine"), PARAMS)
+    assert counts["records"] == 2 and counts["quarantined"] == 3
+    q = pq.read_table(quarantine_path("ingest", "b")).to_pylist()
+    assert {(r["source_row"], r["rule"]) for r in q} == {
+        (1, "malformed JSON"),
+        (2, "missing value in column 'output'"),
+        (4, "not UTF-8"),
+    }
+    assert all(r["stage"] == "ingest" and r["source"] == "b" for r in q)
+
+
+def test_missing_required_column_is_named(tmp_path):
+    (tmp_path / "c.csv").write_text("prompt,output\nسؤال؟,جواب\n", encoding="utf-8")
+    with pytest.raises(StageError, match=r"c\.csv: required column 'instruction' missing"):
+        ingest("c", src(format="csv", path="c.csv"), PARAMS)
+
+
+def test_csv_row_with_wrong_field_count_is_named(tmp_path):
+    (tmp_path / "c.csv").write_text(
+        "instruction,output\nسؤال؟,جواب\nسؤال,جواب,زائد\n", encoding="utf-8"
+    )
+    with pytest.raises(StageError, match=r"row 1: malformed CSV"):
+        ingest("c", src(format="csv", path="c.csv"), PARAMS)
+
+
+def test_empty_and_missing_sources_are_clear_errors(tmp_path):
+    (tmp_path / "e.jsonl").write_text("")
+    with pytest.raises(StageError, match=r"e\.jsonl: source 'e' is empty"):
+        ingest("e", src(format="jsonl", path="e.jsonl"), PARAMS)
+    (tmp_path / "blank.jsonl").write_text("\n\n")
+    with pytest.raises(StageError, match="has no rows"):
+        ingest("blank", src(format="jsonl", path="blank.jsonl"), PARAMS)
+    with pytest.raises(StageError, match="not found"):
+        ingest("m", src(format="jsonl", path="missing.jsonl"), PARAMS)
+
+
+def test_hf_source_reads_its_pinned_local_snapshot_and_refuses_another(tmp_path):
+    snap = tmp_path / "hub" / "instar"
+    (snap / "data").mkdir(parents=True)
+    pq.write_table(
+        pa.Table.from_pylist(
+            [
+                {
+                    "instruction": "ما الفوتون؟",
+                    "output": "جسيم ضوئي.",
+                    "task": "open QA",
+                    "uuid": "u1",
+                    "source": "x",
+                    "system": "",
+                    "topic": "العلوم",
+                }
+            ]
+        ),
+        snap / "data" / "train-00000-of-00001.parquet",
+    )
+    rev = "a" * 40
+    (snap / ".instar-snapshot.json").write_text(json.dumps({"repo_id": "org/set", "revision": rev}))
+    s = src(
+        format="hf",
+        path=str(snap),
+        hf={"repo_id": "org/set", "revision": rev},
+        meta_columns=["source", "uuid"],
+    )
+    assert ingest("h", s, PARAMS)["records"] == 1
+    assert read("h")[0]["task"] == "open_qa"
+    moved = src(format="hf", path=str(snap), hf={"repo_id": "org/set", "revision": "b" * 40})
+    with pytest.raises(StageError, match="params pin org/set@bbbb"):
+        ingest("h", moved, PARAMS)
