@@ -15,7 +15,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := 1
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install repro test test-fast lint lock help
+.PHONY: install repro test test-fast lint lock paper help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ test-fast: install  ## the tests that take seconds (no pipeline run)
 lint: install  ## ruff over code and tests
 	ruff check stages tests
 	ruff format --check stages tests
+
+paper: install  ## the paper profile as a DVC experiment (CUDA GPU, hub access: README "Profiles")
+	env -u HF_HUB_OFFLINE -u HF_DATASETS_OFFLINE $(PY) -m stages.profile run paper
 
 lock:  ## re-resolve pyproject.toml into requirements.lock (needs the package index)
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

@@ -276,7 +276,9 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(
         prog="python -m stages.config",
-        description="Check every section of params.yaml against its typed model.",
+        description=__doc__ + "\nThis command checks every section of params.yaml (exit 2 if any "
+        "is invalid).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.parse_args()
     problems = check_all()

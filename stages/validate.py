@@ -188,14 +188,21 @@ def main() -> None:
         "path",
         nargs="?",
         type=Path,
-        help="validate this file only (no outputs written); default: the pipeline's",
+        help="check this parquet/jsonl file only: no outputs written, and any failing row "
+        "fails the run; default: the pipeline's dedup output",
     )
     args = p.parse_args()
-    params = config.section("validate")
-    standalone = args.path is not None
-    result = validate(args.path or IN, params, None if standalone else OUT)
-    if not standalone:
-        write_json("metrics/validation.json", result["summary"])
+    if args.path is not None:
+        # Outside the pipeline every failure counts, and no params.yaml is needed.
+        result = validate(
+            args.path, config.ValidateParams(max_invalid_fraction=0, min_rows=0), None
+        )
+        if result["problems"]:
+            raise StageError(f"{args.path}: " + "; ".join(result["problems"]))
+        console.print(f"{args.path}: {result['summary']['records_in']} records, all valid")
+        return
+    result = validate(IN, config.section("validate"), OUT)
+    write_json("metrics/validation.json", result["summary"])
     if result["problems"]:
         raise StageError("validation failed: " + "; ".join(result["problems"]))
     console.print(

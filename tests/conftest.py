@@ -84,6 +84,9 @@ def fresh_clone(dest: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, target)
     run(["git", "init", "-q", "-b", "main"], dest)
+    # DVC experiments commit: give the copy an identity whatever the machine's git config.
+    run(["git", "config", "user.name", "InstAr tests"], dest)
+    run(["git", "config", "user.email", "tests@instar.invalid"], dest)
     git_commit_all(dest, "fresh clone")
     return dest
 

@@ -1,0 +1,88 @@
+"""What a user sees from the command line: --help that helps, and clear refusals."""
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, env
+
+STAGES = [
+    "ingest",
+    "clean",
+    "dedup",
+    "validate",
+    "shard",
+    "base",
+    "train",
+    "evaluate",
+    "report",
+    "config",
+    "profile",
+    "hub_fetch",
+]
+
+
+def cli(*args, cwd=ROOT):
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=cwd,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_stage_module_has_a_help_that_says_what_it_does(stage):
+    proc = cli(f"stages.{stage}", "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"usage: python -m stages.{stage}")
+    module = __import__(f"stages.{stage}", fromlist=["__doc__"])
+    first_line = module.__doc__.strip().splitlines()[0]
+    assert first_line in proc.stdout
+
+
+def test_paper_profile_refuses_at_once_saying_what_is_missing():
+    start = time.perf_counter()
+    proc = cli("stages.profile", "check", "paper")
+    assert proc.returncode == 1
+    assert "need a CUDA GPU" in proc.stderr and "llamar-8b" in proc.stderr
+    assert "revision is not pinned" in proc.stderr
+    assert time.perf_counter() - start < 60
+
+
+def paper_workspace(tmp_path: Path) -> Path:
+    shutil.copy(ROOT / "profiles/paper.yaml", tmp_path / "params.yaml")
+    return tmp_path
+
+
+def test_training_a_hub_model_without_cuda_stops_before_loading_anything(tmp_path):
+    proc = cli("stages.train", "llamar-8b", cwd=paper_workspace(tmp_path))
+    assert proc.returncode == 1
+    assert (
+        "needs a CUDA GPU" in proc.stderr and "meta-llama/Meta-Llama-3-8B-Instruct" in proc.stderr
+    )
+    assert "Traceback" not in proc.stderr
+
+
+def test_unpinned_hub_base_is_refused(tmp_path):
+    proc = cli("stages.base", "gemmar-7b", cwd=paper_workspace(tmp_path))
+    assert proc.returncode == 1 and "revision is not pinned" in proc.stderr
+    assert not (tmp_path / "models").exists()
+
+
+def test_hub_fetch_refuses_offline(tmp_path):
+    proc = cli("stages.hub_fetch", "instar500k", cwd=paper_workspace(tmp_path))
+    assert proc.returncode == 1 and "HF_HUB_OFFLINE=1" in proc.stderr
+
+
+def test_a_params_typo_is_one_clear_line_not_a_traceback(tmp_path):
+    (tmp_path / "params.yaml").write_text("clean:\n  min_output_word: 3\n")
+    proc = cli("stages.clean", "x", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "params error" in proc.stderr and "Traceback" not in proc.stderr

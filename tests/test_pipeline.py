@@ -1,0 +1,229 @@
+"""The whole default pipeline, run once per session by the `pipeline` fixture (conftest)."""
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from stages.arabic import normalise
+from stages.readers import read_rows
+from tests.conftest import dvc, stages_run
+
+pytestmark = pytest.mark.slow
+
+
+def params(repo: Path) -> dict:
+    return yaml.safe_load((repo / "params.yaml").read_text())
+
+
+def rows(path: Path) -> list[dict]:
+    return pq.read_table(path).to_pylist()
+
+
+def instar(repo: Path, split: str | None = None) -> list[dict]:
+    splits = [split] if split else ["train", "validation", "test"]
+    return [
+        r
+        for s in splits
+        for f in sorted((repo / "data/instar" / s).glob("*.parquet"))
+        for r in rows(f)
+    ]
+
+
+def test_every_declared_output_is_there(pipeline):
+    p = params(pipeline)
+    for s in p["sources"]:
+        for path in (
+            f"data/raw/{s}.parquet",
+            f"data/clean/{s}.parquet",
+            f"data/quarantine/ingest/{s}.parquet",
+            f"data/quarantine/clean/{s}.parquet",
+        ):
+            assert (pipeline / path).is_file(), path
+        assert json.loads((pipeline / f"metrics/clean/{s}.json").read_text())["records_out"] > 0
+    for t in p["text_sources"]:  # declared, checked, not ingested until generation exists
+        assert not (pipeline / f"data/raw/{t}.parquet").exists()
+    for path in (
+        "data/dedup/instar.parquet",
+        "data/validated/instar.parquet",
+        "data/quarantine/dedup.parquet",
+        "data/quarantine/validate.parquet",
+        "data/instar/manifest.json",
+        "data/instar/README.md",
+        "reports/summary.md",
+    ):
+        assert (pipeline / path).is_file(), path
+    for split in ("train", "validation", "test"):
+        assert list((pipeline / "data/instar" / split).glob("*.parquet")), split
+    for m in p["models"]:
+        base, adapter = pipeline / "models" / m / "base", pipeline / "models" / m / "adapter"
+        for f in ("config.json", "model.safetensors", "tokenizer.json", "base.json"):
+            assert (base / f).is_file(), base / f
+        for f in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json"):
+            assert (adapter / f).is_file(), adapter / f
+        assert not list(adapter.rglob("*.bin")) and not list(base.rglob("*.bin"))
+        assert (pipeline / f"metrics/eval/{m}.json").is_file()
+        assert (pipeline / f"dvclive/{m}/plots/metrics/train/loss.tsv").is_file()
+    for png in ("reports/perplexity.png", "reports/train_loss.png"):
+        assert (pipeline / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_second_repro_runs_nothing_and_status_is_clean(pipeline):
+    again = dvc(pipeline, "repro")
+    assert stages_run(again.stdout) == set()
+    status = dvc(pipeline, "status")
+    assert "up to date" in status.stdout
+
+
+def test_dvc_metrics_show_lists_every_metrics_group(pipeline):
+    shown = json.loads(dvc(pipeline, "metrics", "show", "--json").stdout)
+    files = {f for rev in shown.values() for f in rev["data"]}
+    for m in params(pipeline)["models"]:
+        assert f"metrics/train/{m}.json" in files and f"metrics/eval/{m}.json" in files
+    for s in params(pipeline)["sources"]:
+        assert f"metrics/clean/{s}.json" in files
+    assert {"metrics/dedup.json", "metrics/validation.json"} <= files
+
+
+def test_counts_add_up_from_ingest_to_shard(pipeline):
+    def metric(path):
+        return json.loads((pipeline / path).read_text())
+
+    def quarantined(path):
+        return pq.ParquetFile(pipeline / path).metadata.num_rows
+
+    clean_out = 0
+    for s in params(pipeline)["sources"]:
+        ingested = metric(f"metrics/ingest/{s}.json")["records"]
+        c = metric(f"metrics/clean/{s}.json")
+        assert (
+            c["records_in"]
+            == ingested
+            == pq.ParquetFile(pipeline / f"data/raw/{s}.parquet").metadata.num_rows
+        )
+        assert c["records_in"] == c["records_out"] + quarantined(
+            f"data/quarantine/clean/{s}.parquet"
+        )
+        clean_out += c["records_out"]
+    d = metric("metrics/dedup.json")
+    assert d["records_in"] == clean_out
+    assert d["records_in"] == d["records_out"] + quarantined("data/quarantine/dedup.parquet")
+    v = metric("metrics/validation.json")
+    assert v["records_in"] == d["records_out"]
+    assert v["records_in"] == v["records_out"] + quarantined("data/quarantine/validate.parquet")
+    manifest = metric("data/instar/manifest.json")
+    assert manifest["records"] == v["records_out"] == len(instar(pipeline))
+
+
+def test_every_record_points_back_to_its_raw_row(pipeline):
+    p = params(pipeline)
+    records = instar(pipeline)
+    assert len({r["id"] for r in records}) == len(records)
+    for name, src in p["sources"].items():
+        raw = {i: row for i, row, _ in read_rows(pipeline / src["path"], src["format"])}
+        mine = [r for r in records if r["source"] == name]
+        assert mine, name
+        for r in mine:
+            row = raw[r["source_row"]]
+            if src["kind"] == "instructions":
+                assert r["instruction"] == normalise(row["instruction"])
+                assert r["output"] == normalise(row["output"])
+            else:  # a task item: its text is somewhere in the rendered prompt
+                text = row.get("text") or row.get("context")
+                assert normalise(text) in r["instruction"] + "\n" + r["input"]
+
+
+def test_published_columns_survive_in_meta(pipeline):
+    sample = [r for r in instar(pipeline) if r["source"] == "instar_sample"]
+    metas = [json.loads(r["meta"]) for r in sample]
+    assert all(set(m) == {"source", "uuid"} for m in metas)
+    assert {r["origin"] for r in sample} == {"collected", "synthetic"}
+
+
+def test_manifest_and_dataset_card_agree_with_the_shards(pipeline):
+    from stages.shard import sha256_file
+
+    manifest = json.loads((pipeline / "data/instar/manifest.json").read_text())
+    for name, info in manifest["shards"].items():
+        assert sha256_file(pipeline / "data/instar" / name) == info["sha256"]
+    for split, counts in manifest["splits"].items():
+        assert counts["records"] == len(instar(pipeline, split))
+        assert sum(counts["by_task"].values()) == counts["records"]
+    card = (pipeline / "data/instar/README.md").read_text()
+    header = yaml.safe_load(card.split("---")[1])
+    assert header["language"] == ["ar"] and header["license"] == "apache-2.0"
+    assert {s["name"]: s["num_examples"] for s in header["dataset_info"]["splits"]} == {
+        s: c["records"] for s, c in manifest["splits"].items()
+    }
+    assert "## Tasks" in card and "classification" in card
+
+
+def test_phrasings_of_one_labelled_item_share_a_split(pipeline):
+    where: dict[str, set] = {}
+    for split in ("train", "validation", "test"):
+        for r in instar(pipeline, split):
+            group = json.loads(r["meta"]).get("group")
+            if group:
+                where.setdefault(group, set()).add(split)
+    assert where and all(len(s) == 1 for s in where.values())
+
+
+def test_adapters_lower_test_perplexity_and_the_report_shows_every_model(pipeline):
+    summary = (pipeline / "reports/summary.md").read_text()
+    for m in params(pipeline)["models"]:
+        ev = json.loads((pipeline / f"metrics/eval/{m}.json").read_text())
+        assert ev["instar_test"]["perplexity"] < ev["base"]["instar_test"]["perplexity"]
+        assert ev["delta"]["instar_test"]["loss"] < 0
+        tr = json.loads((pipeline / f"metrics/train/{m}.json").read_text())
+        assert tr["last_logged_loss"] < tr["first_logged_loss"]
+        assert f"| {m} | base |" in summary and f"| {m} | + InstAr adapter |" in summary
+
+
+def test_adapter_reloads_with_peft_and_changes_the_logits(pipeline):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base_dir, adapter_dir = pipeline / "models/tiny/base", pipeline / "models/tiny/adapter"
+    tok = AutoTokenizer.from_pretrained(adapter_dir)
+    ids = tok("ما عاصمة المغرب؟", return_tensors="pt").input_ids
+    base = AutoModelForCausalLM.from_pretrained(base_dir)
+    with torch.no_grad():
+        before = base(ids).logits
+        tuned = PeftModel.from_pretrained(base, adapter_dir)
+        after = tuned(ids).logits
+    assert not torch.allclose(before, after)
+
+
+def test_chat_templates_match_the_real_models(pipeline):
+    from transformers import AutoTokenizer
+
+    from stages.chat import supports_system, to_messages
+
+    rec = {
+        "system": "أجب بإيجاز.",
+        "instruction": "ما عاصمة مصر؟",
+        "input": "",
+        "output": "القاهرة.",
+    }
+    llama = AutoTokenizer.from_pretrained(pipeline / "models/tiny/base")
+    gemma = AutoTokenizer.from_pretrained(pipeline / "models/tiny-gemma/base")
+    assert supports_system(llama) and not supports_system(gemma)
+    text = gemma.apply_chat_template(to_messages(rec, False), tokenize=False)
+    assert text.startswith("<bos><start_of_turn>user\nأجب بإيجاز.\n\nما عاصمة مصر؟<end_of_turn>")
+    text = llama.apply_chat_template(to_messages(rec, True), tokenize=False)
+    assert "<|start_header_id|>system<|end_header_id|>\n\nأجب بإيجاز.<|eot_id|>" in text
+
+
+def test_changing_one_models_learning_rate_reruns_only_its_training(pipeline_copy):
+    proc = dvc(
+        pipeline_copy,
+        "exp",
+        "run",
+        "--set-param",
+        "models.tiny.train.learning_rate=0.001",
+        timeout=900,
+    )
+    assert stages_run(proc.stdout) == {"train@tiny", "evaluate@tiny", "report"}
