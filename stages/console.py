@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
@@ -17,17 +16,6 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-
-# The pipeline never phones home: set before dvc, datasets or transformers are imported.
-for _var, _value in {
-    "DVC_NO_ANALYTICS": "1",
-    "GX_ANALYTICS_ENABLED": "false",
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-    "DO_NOT_TRACK": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
-}.items():
-    os.environ.setdefault(_var, _value)
 
 console = Console(stderr=True)
 T = TypeVar("T")
