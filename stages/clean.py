@@ -1,44 +1,94 @@
-"""clean@<source>: normalise Arabic text and drop records that fail the quality rules.
+"""clean@<source>: normalise Arabic text, strip markup, scrub personal data, and drop
+records that fail the quality rules.
 
 Every dropped record goes to data/quarantine/clean/<source>.parquet with the rule and the
-value that failed; metrics/clean/<source>.json counts each rule.
+value that failed; metrics/clean/<source>.json counts each rule and each scrub.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
+from functools import cache
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from stages import config
-from stages.arabic import arabic_ratio, dedup_key, normalise, words
+from stages.arabic import LETTER, arabic_ratio, dedup_key, normalise, words
 from stages.console import StageError, console, parser, progress, run
-from stages.ingest import quarantine_path, raw_path
+from stages.language import arabic_confidence
+from stages.paths import clean_path, quarantine_path, raw_path
+from stages.repetition import (
+    duplicate_line_fraction,
+    duplicate_ngram_fraction,
+    top_ngram_fraction,
+)
 from stages.schema import TEXT_FIELDS, with_id
+from stages.scrub import scrub_pii, strip_markup
 from stages.storage import Quarantine, RecordWriter, count_rows, iter_records, write_json
 
-Rule = Callable[[dict[str, Any], config.CleanParams], Any]
+Record = dict[str, Any]
+Rule = Callable[[Record, config.CleanParams], Any]
 
 
-def clean_path(source: str) -> Path:
-    return Path("data/clean") / f"{source}.parquet"
-
-
-def normalise_record(rec: dict[str, Any], params: config.CleanParams) -> dict[str, Any]:
+def normalise_record(rec: Record, params: config.CleanParams, scrubbed: Counter) -> Record:
+    """Training normalisation, markup and PII scrubbing of every text field; new id."""
+    touched = False
     for f in TEXT_FIELDS:
-        rec[f] = normalise(rec[f], params.keep_diacritics)
+        text = rec[f]
+        if params.strip_markup:
+            text, n = strip_markup(text)
+            scrubbed["markup"] += n
+            touched |= n > 0
+        if params.scrub_pii:
+            text, counts = scrub_pii(text)
+            scrubbed.update(counts)
+            touched |= any(counts.values())
+        rec[f] = normalise(text, params.keep_diacritics)
+    scrubbed["records_scrubbed"] += touched
     return with_id(rec)
 
 
-# Each rule returns None when the record passes, else the value that failed. Order matters:
-# the first failing rule is the one recorded.
+def language_parts(rec: Record, params: config.CleanParams) -> list[str]:
+    """What the language rules read: the prompt (instruction and input) and the output each
+    on its own, so an English answer to an Arabic question does not pass on the question's
+    letters; a part shorter than `language.min_words` is read together with the other (a
+    four-word question is too short to tell Arabic from Persian). Only the prompt for tasks
+    whose output is declared not Arabic."""
+    prompt = "\n".join(rec[f] for f in ("instruction", "input") if rec[f])
+    if rec["task"] in params.non_arabic_output_tasks:
+        return [prompt] if prompt.strip() else []
+    parts = [p for p in (prompt, rec["output"]) if p.strip()]
+    if len(parts) == 2 and min(words(p) for p in parts) < params.language.min_words:
+        return ["\n".join(parts)]
+    return parts
+
+
+@cache
+def _tokenizer(name: str, revision: str | None):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(name, revision=revision)
+
+
+def length(rec: Record, limit: config.LengthLimit) -> int:
+    text = "\n".join(rec[f] for f in TEXT_FIELDS if rec[f])
+    if limit.unit == "words":
+        return words(text)
+    tokenizer = _tokenizer(limit.tokenizer, limit.revision)
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+# Each rule returns None when the record passes, else the value that failed. The first
+# failing rule, in this order, is the one recorded.
 def _empty_output(r, p):
-    return "" if not r["output"] else None
+    return "" if not r["output"].strip() else None
 
 
 def _short_output(r, p):
     n = words(r["output"])
-    return n if n < p.min_output_words else None
+    return n if n < p.min_output_words_by_task.get(r["task"], p.min_output_words) else None
 
 
 def _short_instruction(r, p):
@@ -47,35 +97,91 @@ def _short_instruction(r, p):
 
 
 def _too_long(r, p):
-    n = sum(words(r[f]) for f in TEXT_FIELDS)
-    return n if n > p.max_words else None
+    n = length(r, p.max_length)
+    return n if n > p.max_length.limit else None
 
 
 def _arabic_ratio(r, p):
-    x = arabic_ratio(" ".join(r[f] for f in ("instruction", "input", "output")))
+    # Prompt and output each on its own, whatever their length (a share of letters does
+    # not get less sure on short text); a part without letters (a number, "42") passes.
+    prompt = "\n".join(r[f] for f in ("instruction", "input") if r[f])
+    parts = [prompt] if r["task"] in p.non_arabic_output_tasks else [prompt, r["output"]]
+    ratios = [arabic_ratio(part) for part in parts if LETTER.search(part)]
+    x = min(ratios, default=0.0)
     return round(x, 3) if x < p.min_arabic_ratio else None
 
 
-def _instruction_equals_output(r, p):
-    return r["output"][:80] if dedup_key(r["instruction"]) == dedup_key(r["output"]) else None
-
-
-RULES: dict[str, Rule] = {
+CHEAP_RULES: dict[str, Rule] = {
     "empty_output": _empty_output,
     "short_output": _short_output,
     "short_instruction": _short_instruction,
     "too_long": _too_long,
     "arabic_ratio": _arabic_ratio,
-    "instruction_equals_output": _instruction_equals_output,
 }
 
 
-def first_failure(rec: dict[str, Any], params: config.CleanParams) -> tuple[str, Any] | None:
-    for name, rule in RULES.items():
-        value = rule(rec, params)
-        if value is not None:
-            return name, value
+def _repetition(r, p) -> tuple[str, float] | None:
+    rp = p.repetition
+    if words(r["output"]) < rp.min_words:
+        return None
+    x = duplicate_line_fraction(r["output"])
+    if x > rp.max_duplicate_line_fraction:
+        return "duplicate_lines", x
+    toks = r["output"].split()
+    for n, limit in sorted(rp.max_top_ngram_fraction.items()):
+        if (x := top_ngram_fraction(toks, n)) > limit:
+            return f"top_{n}gram", x
+    for n, limit in sorted(rp.max_duplicate_ngram_fraction.items()):
+        x = duplicate_ngram_fraction(toks, n)
+        if x > limit:
+            return f"duplicate_{n}gram", x
+        if x == 0:  # no n-gram repeats, so no longer one can: the rest are 0 too
+            break
     return None
+
+
+def _instruction_equals_output(r, p):
+    a, b = len(r["instruction"]), len(r["output"])
+    if abs(a - b) > 0.3 * max(a, b):  # the key only drops marks and spaces: cheap early out
+        return None
+    return r["output"][:80] if dedup_key(r["instruction"]) == dedup_key(r["output"]) else None
+
+
+RULES = [*CHEAP_RULES, "language", "repetition", "instruction_equals_output"]
+
+
+def judge(batch: list[Record], params: config.CleanParams) -> list[tuple[str, Any] | None]:
+    """The first failing rule of each record (None: keep). Language ID runs once a batch,
+    on both cores, and only on records that passed the cheap rules."""
+    verdicts: list[tuple[str, Any] | None] = []
+    for rec in batch:
+        verdict = None
+        for name, rule in CHEAP_RULES.items():
+            if (value := rule(rec, params)) is not None:
+                verdict = (name, value)
+                break
+        verdicts.append(verdict)
+    todo = [i for i, v in enumerate(verdicts) if v is None]
+    parts = [(i, text) for i in todo for text in language_parts(batch[i], params)]
+    lowest: dict[int, float] = {}
+    for (i, _), conf in zip(
+        parts, arabic_confidence([t for _, t in parts], params.language.languages), strict=True
+    ):
+        lowest[i] = min(conf, lowest.get(i, 1.0))
+    for i in todo:
+        rec, conf = batch[i], lowest.get(i, 0.0)
+        if conf < params.language.min_arabic_confidence:
+            verdicts[i] = ("language", round(conf, 3))
+        elif rep := _repetition(rec, params):
+            verdicts[i] = (f"repetition:{rep[0]}", round(rep[1], 3))
+        elif (value := _instruction_equals_output(rec, params)) is not None:
+            verdicts[i] = ("instruction_equals_output", value)
+    return verdicts
+
+
+def batches(it: Iterator[Record], size: int) -> Iterator[list[Record]]:
+    while batch := list(islice(it, size)):
+        yield batch
 
 
 def clean(source: str, params: config.CleanParams) -> dict[str, Any]:
@@ -83,26 +189,39 @@ def clean(source: str, params: config.CleanParams) -> dict[str, Any]:
     if not src.exists():
         raise StageError(f"{src}: not found; run `dvc repro ingest@{source}` first")
     total = count_rows(src)
-    kept = 0
+    scrubbed: Counter = Counter()
     with (
         RecordWriter(clean_path(source), batch_size=params.batch_size) as out,
         Quarantine(quarantine_path("clean", source), "clean", params.batch_size) as quarantine,
     ):
-        for rec in progress(iter_records(src, params.batch_size), f"clean {source}", total):
-            rec = normalise_record(rec, params)
-            failed = first_failure(rec, params)
-            if failed:
-                quarantine.reject(rec, *failed)
-            else:
-                out.write(rec)
-                kept += 1
-    dropped = quarantine.rows
-    console.print(f"clean {source}: {total} in, {kept} kept, {dropped} quarantined")
+        records = progress(iter_records(src, params.batch_size), f"clean {source}", total)
+        for batch in batches(records, params.batch_size):
+            batch = [normalise_record(r, params, scrubbed) for r in batch]
+            for rec, verdict in zip(batch, judge(batch, params), strict=True):
+                if verdict:
+                    quarantine.reject(rec, *verdict)
+                else:
+                    out.write(rec)
+    dropped = Counter()
+    for rule, n in quarantine.by_rule.items():
+        dropped[rule.split(":")[0]] += n
+    console.print(
+        f"clean {source}: {total} in, {out.rows} kept, {quarantine.rows} quarantined "
+        f"({', '.join(f'{k} {v}' for k, v in dropped.most_common()) or 'none'})"
+    )
     return {
         "records_in": total,
-        "records_out": kept,
-        "quarantined": dropped,
-        "dropped": {rule: quarantine.by_rule.get(rule, 0) for rule in RULES},
+        "records_out": out.rows,
+        "quarantined": quarantine.rows,
+        "dropped": {rule: dropped.get(rule, 0) for rule in RULES},
+        "dropped_repetition": {
+            k.split(":", 1)[1]: v
+            for k, v in sorted(quarantine.by_rule.items())
+            if k.startswith("repetition:")
+        },
+        "scrubbed": {
+            k: scrubbed.get(k, 0) for k in ("markup", "email", "url", "phone", "records_scrubbed")
+        },
     }
 
 

@@ -96,22 +96,172 @@ class IngestParams(Section):
     seed: int = 0
 
 
+class LengthLimit(Section):
+    """The too-long rule, in words, or in tokens of a named tokenizer (hub id or folder)."""
+
+    unit: Literal["words", "tokens"] = "words"
+    limit: Annotated[int, Field(gt=0)] = 2048
+    tokenizer: str | None = Field(None, description="needed for unit tokens")
+    revision: Revision = None
+
+    @model_validator(mode="after")
+    def _tokenizer(self):
+        if self.unit == "tokens" and not self.tokenizer:
+            raise ValueError("max_length.unit 'tokens' needs max_length.tokenizer")
+        return self
+
+
+class LanguageParams(Section):
+    """Language identification (lingua) among the candidate languages."""
+
+    languages: tuple[str, ...] = ("arabic", "persian", "urdu", "english")
+    min_arabic_confidence: Annotated[float, Field(ge=0, le=1)] = 0.5
+    min_words: Annotated[int, Field(ge=1)] = Field(
+        8, description="a prompt or output shorter than this is judged with the other part"
+    )
+
+
+class RepetitionParams(Section):
+    """Gopher-style repetition rules, for outputs of at least `min_words` words."""
+
+    min_words: Annotated[int, Field(ge=1)] = 50
+    max_duplicate_line_fraction: Annotated[float, Field(ge=0, le=1)] = 0.304
+    max_top_ngram_fraction: dict[int, float] = Field(
+        default_factory=lambda: {2: 0.197, 3: 0.172, 4: 0.146}
+    )
+    max_duplicate_ngram_fraction: dict[int, float] = Field(
+        default_factory=lambda: {5: 0.165, 6: 0.154, 7: 0.143, 8: 0.131, 9: 0.120, 10: 0.109}
+    )
+
+
 class CleanParams(Section):
     batch_size: Annotated[int, Field(gt=0)] = 2048
     keep_diacritics: bool = True
-    min_output_words: Annotated[int, Field(ge=1)] = 1
+    strip_markup: bool = True
+    scrub_pii: bool = Field(True, description="e-mails, URLs, phones -> [EMAIL] [URL] [PHONE]")
+    min_output_words: Annotated[int, Field(ge=1)] = 3
+    min_output_words_by_task: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=dict, description="per-task minimum, e.g. a label of one word"
+    )
     min_instruction_words: Annotated[int, Field(ge=1)] = 2
-    max_words: Annotated[int, Field(gt=0)] = 2048
+    max_length: LengthLimit = LengthLimit()
     min_arabic_ratio: Annotated[float, Field(ge=0, le=1)] = 0.5
+    language: LanguageParams = LanguageParams()
+    repetition: RepetitionParams = RepetitionParams()
+    non_arabic_output_tasks: list[str] = Field(
+        default_factory=list,
+        description="tasks whose output is not Arabic (translation into English, code): "
+        "the language rules then read the instruction and input only",
+    )
+
+
+class NearDedupParams(Section):
+    """MinHash LSH (datasketch) over word n-grams of the dedup key."""
+
+    enabled: bool = True
+    ngram: Annotated[int, Field(ge=1)] = 3
+    num_perm: Annotated[int, Field(ge=16, le=1024)] = 128
+    threshold: Annotated[float, Field(gt=0, lt=1)] = 0.7
+    seed: int = 1
 
 
 class DedupParams(Section):
     batch_size: Annotated[int, Field(gt=0)] = 4096
+    workers: Annotated[int, Field(ge=1)] = Field(2, description="processes computing signatures")
+    near: NearDedupParams = NearDedupParams()
+    examples: Annotated[int, Field(ge=0)] = 20
+
+
+Share = Annotated[float, Field(ge=0, le=1)]
+Chars = Annotated[int, Field(ge=0)]
+ShareRange = tuple[Share, Share]
+CharRange = tuple[Chars, Chars]
+# A quantile's bounds; null is "no bound" (a high quantile usually needs only a max).
+QuantileRange = tuple[Chars | None, Chars | None]
+# Percentiles by name (p50, p95), not 0.5-style keys: DVC flattens params with dots, and
+# "validate.chars_quantiles.output.0.5" would be ambiguous in `dvc params diff` and `-S`.
+Percentile = Annotated[str, Field(pattern=r"^p[1-9][0-9]?$")]
+TextField = Literal["instruction", "input", "output", "system"]
+
+
+def _check_ranges(ranges: dict[str, tuple], where: str) -> None:
+    for key, (lo, hi) in ranges.items():
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(f"{where}{key}: [{lo}, {hi}] has min above max")
+
+
+class FieldChars(Section):
+    """Per record: [min, max] characters of each text field (a record check)."""
+
+    instruction: CharRange = (2, 32_000)
+    input: CharRange = (0, 32_000)
+    output: CharRange = (1, 32_000)
+    system: CharRange = (0, 8_000)
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        _check_ranges(self.model_dump(), "chars.")
+        return self
 
 
 class ValidateParams(Section):
-    min_rows: Annotated[int, Field(ge=0)] = 1
-    max_invalid_fraction: Annotated[float, Field(ge=0, le=1)] = 0.01
+    """The gate before training. Record checks (pandera) run on every row: failing rows go to
+    quarantine. Dataset expectations (great-expectations) run on the rows that pass, and any
+    failure stops the pipeline; their Data Docs go to reports/validation/."""
+
+    min_rows: Annotated[int, Field(ge=0)] = Field(
+        1, description="dataset: fewer valid rows than this stops the pipeline"
+    )
+    max_invalid_fraction: Share = Field(
+        0.01, description="a larger share of rows failing a record check stops the pipeline"
+    )
+    min_arabic_ratio: Share = Field(
+        0.5,
+        description="record: Arabic letters / all letters, of the instruction and of the output "
+        "(each on its own; a text without letters, such as a number, passes)",
+    )
+    non_arabic_output_tasks: list[str] = Field(
+        default_factory=list,
+        description="record: tasks whose output need not be Arabic (code, translation into "
+        "another language); their output skips the Arabic-ratio check, the instruction does not",
+    )
+    chars: FieldChars = FieldChars()
+    max_task_share: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.8, description="dataset: no task may be more than this share of the rows"
+    )
+    min_source_share: Share = Field(
+        0.0, description="dataset: each source in params `sources` gives at least this share"
+    )
+    source_share: dict[str, ShareRange] = Field(
+        default_factory=dict,
+        description="dataset: [min, max] share of named sources (their min replaces "
+        "min_source_share)",
+    )
+    synthetic_share: ShareRange = Field(
+        (0.0, 1.0), description="dataset: [min, max] share of rows of origin `synthetic`"
+    )
+    max_empty_share: dict[Literal["input", "system", "topic"], Share] = Field(
+        default_factory=lambda: {"input": 0.9},
+        description="dataset: the largest share of rows whose field is empty",
+    )
+    chars_quantiles: dict[TextField, dict[Percentile, QuantileRange]] = Field(
+        default_factory=lambda: {"instruction": {"p50": (10, 2000)}, "output": {"p50": (2, 4000)}},
+        description="dataset: per field, percentile (p50, p95, ...) -> [min, max] characters; "
+        "null for no bound",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        from stages.schema import TASKS
+
+        unknown = sorted(set(self.non_arabic_output_tasks) - set(TASKS))
+        if unknown:
+            raise ValueError(f"non_arabic_output_tasks: unknown tasks {unknown}")
+        _check_ranges(self.source_share, "source_share.")
+        _check_ranges({"": self.synthetic_share}, "synthetic_share")
+        for field, quantiles in self.chars_quantiles.items():
+            _check_ranges(quantiles, f"chars_quantiles.{field}.")
+        return self
 
 
 class ShardParams(Section):
@@ -265,6 +415,17 @@ def check_all(params: dict[str, Any] | None = None) -> list[str]:
                 named(name, key, params)
             except (ParamsError, ValueError) as e:
                 problems.append(getattr(e, "message", str(e)))
+    # Two stages read "whose output is not Arabic"; a task in one list only would be kept by
+    # clean and quarantined by validate (or the reverse).
+    lists = {
+        k: set((params.get(k) or {}).get("non_arabic_output_tasks") or ())
+        for k in ("clean", "validate")
+    }
+    if lists["clean"] != lists["validate"]:
+        problems.append(
+            "clean.non_arabic_output_tasks and validate.non_arabic_output_tasks differ: "
+            f"{sorted(lists['clean'])} vs {sorted(lists['validate'])}"
+        )
     overlap = set(params.get("sources") or {}) & set(params.get("text_sources") or {})
     if overlap:
         problems.append(f"names used by both sources and text_sources: {sorted(overlap)}")

@@ -18,24 +18,13 @@ import yaml
 from stages import config
 from stages.console import StageError, console, parser, progress, run
 from stages.hub_fetch import check_snapshot
+from stages.paths import quarantine_path, raw_path
 from stages.readers import columns_of, read_rows
 from stages.schema import dump_meta, make_record
 from stages.storage import Quarantine, RecordWriter, write_json
 
 REQUIRED = ("instruction", "output")
 OPTIONAL = ("input", "system", "task", "topic")
-
-
-def raw_path(source: str) -> Path:
-    return Path("data/raw") / f"{source}.parquet"
-
-
-def quarantine_path(stage: str, source: str | None = None) -> Path:
-    return (
-        Path("data/quarantine") / stage / f"{source}.parquet"
-        if source
-        else Path("data/quarantine") / f"{stage}.parquet"
-    )
 
 
 def _text(value: Any) -> str | None:
@@ -53,7 +42,8 @@ def instruction_records(
         if problem:
             yield i, None, problem, ""
             continue
-        missing = [col[f] for f in REQUIRED if _text(row.get(col[f])) in (None, "")]
+        # Absent or null is a broken row; an empty string is a value that clean will judge.
+        missing = [col[f] for f in REQUIRED if row.get(col[f]) is None]
         if missing:
             yield i, None, f"missing value in column {missing[0]!r}", str(row)[:300]
             continue

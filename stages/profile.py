@@ -48,6 +48,9 @@ def missing(params: dict) -> list[str]:
     for k, m in models.items():
         if m.base.kind == "hub" and m.base.revision is None:
             problems.append(f"models.{k}.base.revision is not pinned (run `profile pin`)")
+    limit = config.section("clean", params).max_length
+    if limit.unit == "tokens" and not Path(limit.tokenizer).exists() and limit.revision is None:
+        problems.append("clean.max_length.revision of the hub tokenizer is not pinned")
     for k, s in sources.items():
         if s.format == "hf" and s.hf.revision is None:
             problems.append(f"sources.{k}.hf.revision is not pinned (run `profile pin`)")

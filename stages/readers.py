@@ -7,8 +7,8 @@ failed so that `ingest` can stop with a clear error or quarantine the row and go
 from __future__ import annotations
 
 import csv
-import io
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,16 +43,19 @@ def read_jsonl(path: Path) -> Iterator[Row]:
             yield i, obj, None
 
 
+SURROGATE = re.compile("[\udc80-\udcff]")
+
+
 def read_csv(path: Path) -> Iterator[Row]:
-    with open(path, "rb") as f:
-        text = io.TextIOWrapper(f, encoding="utf-8", newline="")
-        try:
-            reader = csv.DictReader(text, strict=True)
-            header = reader.fieldnames
-        except UnicodeDecodeError as e:
-            yield 0, None, f"not UTF-8 in the header ({e.reason})"
-            return
+    # Undecodable bytes become lone surrogates rather than an exception, so one bad byte
+    # costs one row (named, or quarantined) and reading goes on after it.
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
+        reader = csv.DictReader(f, strict=True)
+        header = reader.fieldnames
         if not header:
+            return
+        if any(SURROGATE.search(h) for h in header):
+            yield 0, None, "not UTF-8 in the header"
             return
         i = 0
         while True:
@@ -60,20 +63,15 @@ def read_csv(path: Path) -> Iterator[Row]:
                 row = next(reader)
             except StopIteration:
                 return
-            except UnicodeDecodeError as e:
-                # The decoder cannot resync inside a CSV record: report and stop reading.
-                yield i, None, f"not UTF-8 ({e.reason}); rows after it cannot be read"
-                return
             except csv.Error as e:
                 yield i, None, f"malformed CSV ({e})"
                 i += 1
                 continue
             if None in row or any(v is None for v in row.values()):
-                yield (
-                    i,
-                    None,
-                    f"malformed CSV (expected {len(header)} fields on line {reader.line_num})",
-                )
+                yield i, None, f"malformed CSV ({len(header)} fields expected)"
+            elif bad := next((v for v in row.values() if SURROGATE.search(v)), None):
+                at = SURROGATE.search(bad)
+                yield i, None, f"not UTF-8 (byte {at.group().encode('utf-8', 'surrogateescape')!r})"
             else:
                 yield i, row, None
             i += 1

@@ -78,3 +78,13 @@ def test_check_all_reports_every_problem_at_once():
     )
     text = "\n".join(problems)
     assert "clean.bogus" in text and "shard.salt" in text and "sources.a.format" in text
+
+
+def test_the_two_non_arabic_output_lists_must_agree():
+    problems = config.check_all(
+        {
+            "clean": {"non_arabic_output_tasks": ["translation"]},
+            "validate": {"non_arabic_output_tasks": []},
+        }
+    )
+    assert any("non_arabic_output_tasks differ" in p for p in problems)

@@ -8,7 +8,8 @@ import pytest
 
 from stages import config
 from stages.console import StageError
-from stages.ingest import ingest, quarantine_path, raw_path
+from stages.ingest import ingest
+from stages.paths import quarantine_path, raw_path
 from stages.schema import load_meta
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,6 +176,21 @@ def test_quarantine_mode_sets_bad_rows_aside_and_goes_on(tmp_path):
         (4, "not UTF-8"),
     }
     assert all(r["stage"] == "ingest" and r["source"] == "b" for r in q)
+
+
+def test_a_bad_byte_in_a_csv_costs_one_row_not_the_rest(tmp_path):
+    (tmp_path / "c.csv").write_bytes(
+        "instruction,output\nسؤال أول؟,جواب أول\n".encode()
+        + b"\xff\xfe bad,row\n"
+        + "سؤال ثالث؟,جواب ثالث\n".encode()
+    )
+    counts = ingest("c", src(format="csv", path="c.csv", on_error="quarantine"), PARAMS)
+    assert counts["records"] == 2 and counts["quarantined"] == 1
+    (q,) = pq.read_table(quarantine_path("ingest", "c")).to_pylist()
+    assert q["source_row"] == 1 and q["rule"] == "not UTF-8"
+    assert [r["source_row"] for r in read("c")] == [0, 2]
+    with pytest.raises(StageError, match=r"c\.csv: row 1: not UTF-8"):
+        ingest("c", src(format="csv", path="c.csv"), PARAMS)
 
 
 def test_missing_required_column_is_named(tmp_path):

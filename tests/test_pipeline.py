@@ -1,6 +1,7 @@
 """The whole default pipeline, run once per session by the `pipeline` fixture (conftest)."""
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -118,7 +119,14 @@ def test_counts_add_up_from_ingest_to_shard(pipeline):
 
 
 def test_every_record_points_back_to_its_raw_row(pipeline):
+    from collections import Counter
+
+    from stages.clean import normalise_record
+    from stages.config import CleanParams
+    from stages.schema import make_record
+
     p = params(pipeline)
+    clean_params = CleanParams(**p["clean"])
     records = instar(pipeline)
     assert len({r["id"] for r in records}) == len(records)
     for name, src in p["sources"].items():
@@ -128,11 +136,43 @@ def test_every_record_points_back_to_its_raw_row(pipeline):
         for r in mine:
             row = raw[r["source_row"]]
             if src["kind"] == "instructions":
-                assert r["instruction"] == normalise(row["instruction"])
-                assert r["output"] == normalise(row["output"])
+                # The raw row, cleaned as clean cleans it, is this very record.
+                again = make_record(
+                    instruction=row["instruction"],
+                    output=row["output"],
+                    input=row.get("input") or "",
+                    source=name,
+                    source_row=r["source_row"],
+                    origin="collected",
+                    task="open_qa",
+                )
+                assert normalise_record(again, clean_params, Counter())["id"] == r["id"]
             else:  # a task item: its text is somewhere in the rendered prompt
                 text = row.get("text") or row.get("context")
                 assert normalise(text) in r["instruction"] + "\n" + r["input"]
+
+
+def test_the_sample_defects_are_quarantined_with_their_rules(pipeline):
+    rules = Counter()
+    for path in (pipeline / "data/quarantine").rglob("*.parquet"):
+        for r in rows(path):
+            if r["source"] == "web_sample":
+                rules[(r["stage"], r["rule"].split(":")[0])] += 1
+    for expected in [
+        ("ingest", "malformed JSON"),
+        ("clean", "language"),
+        ("clean", "arabic_ratio"),
+        ("clean", "empty_output"),
+        ("clean", "short_output"),
+        ("dedup", "exact_duplicate"),
+        ("dedup", "near_duplicate"),
+    ]:
+        assert rules[expected] >= 1, (expected, rules)
+    kept = [r for r in instar(pipeline) if r["source"] == "web_sample"]
+    text = " ".join(r["instruction"] + r["input"] + r["output"] for r in kept)
+    assert "<p>" not in text and "&nbsp;" not in text and "@example" not in text
+    assert "[EMAIL]" in text and "[PHONE]" in text and "[URL]" in text
+    assert (pipeline / "reports/dedup_examples.md").read_text().count("## Cluster") >= 2
 
 
 def test_published_columns_survive_in_meta(pipeline):
