@@ -3,10 +3,11 @@ import json
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from stages.config import ValidateParams
 from stages.schema import RECORD_SCHEMA, make_record
-from stages.validate import OUT, QUARANTINE, failures, validate
+from stages.validate import OUT, QUARANTINE, contract, failures, record_status, validate
 
 
 def records(n=20):
@@ -110,3 +111,199 @@ def test_standalone_cli_validates_a_jsonl_file(tmp_path):
     )
     assert ko.returncode != 0
     assert "isin" in ko.stderr and "task" in ko.stderr
+
+
+# --- the record contract, one hand-made bad dataset at a time --------------------------------
+
+
+def failed(df: pd.DataFrame, **kw) -> set[tuple[int, str, str]]:
+    """(row, column, check) of every record failure, under the contract of `kw` params."""
+    fails = failures(df, contract(ValidateParams(**kw.pop("params", {})), **kw))
+    rows = zip(fails["row"], fails["column"], fails["check"], strict=True)
+    return {(int(r), c, k) for r, c, k in rows}
+
+
+def test_wrong_types_are_named_by_column_and_type():
+    df = frame(records())
+    df["source_row"] = df["source_row"].astype(str)  # a whole column of the wrong type
+    df["task"] = df["task"].astype(object)
+    df.loc[3, "task"] = 7  # one value of the wrong type in a text column
+    fails = failures(df)
+    table = fails[fails["row"].isna()]
+    assert ("source_row", "dtype('int64')") in set(
+        zip(table["column"], table["check"], strict=True)
+    )
+    rows = fails.dropna(subset=["row"])
+    assert set(rows["row"].astype(int)) == {3}
+    assert any(
+        c == "task" and k.startswith("dtype(")
+        for c, k in zip(rows["column"], rows["check"], strict=True)
+    )
+
+
+def test_a_null_is_named_with_its_row():
+    df = frame(records())
+    df.loc[4, "output"] = None
+    assert (4, "output", "not_nullable") in failed(df)
+
+
+def test_duplicate_ids_fail_on_the_later_rows_only():
+    recs = records()
+    recs[5] = dict(recs[2])
+    recs[9] = dict(recs[2])
+    assert failed(frame(recs)) == {(5, "id", "id_unique"), (9, "id", "id_unique")}
+
+
+def test_a_tampered_id_fails_only_the_content_check_once():
+    recs = records()
+    recs[3]["id"] = "0" * 32
+    assert failed(frame(recs)) == {(3, "id", "id_matches_content")}
+
+
+def test_an_unknown_task_and_origin_fail_their_sets():
+    recs = records()
+    recs[1]["task"], recs[2]["origin"] = "poetry", "scraped"
+    found = failed(frame(recs))
+    assert {(r, c) for r, c, _ in found} == {(1, "task"), (2, "origin")}
+    assert all(k.startswith("isin(") for _, _, k in found)
+
+
+def test_english_rows_fail_the_arabic_ratio_of_instruction_and_output():
+    recs = records()
+    for i in (4, 7):
+        recs[i] = make_record(
+            instruction=f"Explain idea number {i}.",
+            output=f"Idea {i} is about Rayleigh scattering.",
+            source="s",
+            source_row=i,
+            origin="collected",
+            task="explanation",
+        )
+    assert failed(frame(recs)) == {
+        (i, c, "arabic_ratio") for i in (4, 7) for c in ("instruction", "output")
+    }
+
+
+def test_a_task_declared_non_arabic_skips_the_output_ratio_but_not_the_instruction():
+    recs = records()
+    recs[2] = make_record(
+        instruction="اكتب دالة بايثون تجمع عددين.",
+        output="def add(a, b):\n    return a + b",
+        source="s",
+        source_row=2,
+        origin="collected",
+        task="generation",
+    )
+    recs[3] = make_record(
+        instruction="Write a Python function.",
+        output="def f(): pass",
+        source="s",
+        source_row=3,
+        origin="collected",
+        task="generation",
+    )
+    assert (2, "output", "arabic_ratio") in failed(frame(recs))
+    exempt = failed(frame(recs), params={"non_arabic_output_tasks": ["generation"]})
+    assert exempt == {(3, "instruction", "arabic_ratio")}
+
+
+def test_an_output_without_letters_has_no_ratio_to_fail():
+    recs = records()
+    recs[0] = make_record(
+        instruction="ما ناتج جمع ٢٠ و٢٢؟",
+        output="42",
+        source="s",
+        source_row=0,
+        origin="collected",
+        task="closed_qa",
+    )
+    assert failed(frame(recs)) == set()
+
+
+def test_length_bounds_come_from_params():
+    recs = records()
+    recs[6] = make_record(
+        instruction="اشرح " * 30,
+        output="نعم",
+        source="s",
+        source_row=6,
+        origin="collected",
+        task="explanation",
+    )
+    tight = {"chars": {"instruction": [2, 100], "output": [5, 1000]}}
+    assert failed(frame(recs), params=tight) == {
+        (6, "instruction", "chars_in_bounds"),
+        (6, "output", "chars_in_bounds"),
+    }
+
+
+def test_control_characters_are_named_by_column():
+    recs = records()
+    recs[8]["system"] = "نظام\x1b"
+    assert failed(frame(recs)) == {(8, "system", "no_control_characters")}
+
+
+def test_a_source_unknown_to_params_fails_only_when_sources_are_given():
+    recs = records()
+    recs[3]["source"] = "typo_source"
+    assert failed(frame(recs), sources=["s"]) == {(3, "source", "source_known")}
+    assert failed(frame(recs)) == set()
+
+
+def test_the_failure_table_says_check_expected_observed_and_rows(tmp_path, monkeypatch):
+    from stages.console import console
+
+    monkeypatch.setattr(console, "width", 240)
+    recs = records(50)
+    recs[7]["task"] = "poetry"
+    recs[9]["id"] = "f" * 32
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.Table.from_pylist(recs, schema=RECORD_SCHEMA), path)
+    with console.capture() as cap:
+        validate(path, ValidateParams(max_invalid_fraction=0, min_rows=0), None)
+    text = cap.get()
+    for word in ("check", "expected", "observed", "sample rows"):
+        assert word in text
+    assert "task:isin" in text and "one of open_qa, closed_qa" in text
+    assert "1 row, e.g. 'poetry'" in text and f"row 7 ({recs[7]['id']})" in text
+    assert "id:id_matches_content" in text and "record_id(instruction, input, output)" in text
+
+
+def test_record_status_names_each_rows_first_failing_check():
+    recs = records(5)
+    recs[1]["task"] = "poetry"
+    df = frame(recs)
+    fails = failures(df)
+    status = record_status(df, fails.dropna(subset=["row"]))
+    assert status["record_check"].to_list() == ["passed", "task:isin"] + ["passed"] * 3
+    assert status["id"].to_list() == df["id"].to_list()
+
+
+def test_a_source_share_bound_on_an_unknown_source_is_a_params_error():
+    from stages.config import ParamsError
+    from stages.validate import source_names
+
+    params = {"sources": {"a": {}, "b": {}}, "validate": {"source_share": {"c": [0, 0.5]}}}
+    with pytest.raises(ParamsError, match="validate.source_share"):
+        source_names(params)
+    assert source_names({"sources": {"a": {}, "b": {}}}) == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"non_arabic_output_tasks": ["poetry"]},
+        {"source_share": {"a": [0.6, 0.2]}},
+        {"synthetic_share": [0.5, 1.5]},
+        {"chars": {"output": [10, 1]}},
+        {"chars_quantiles": {"output": {"0.5": [1, 2]}}},
+        {"max_task_share": 0},
+        {"max_empty_share": {"output": 0.1}},
+    ],
+)
+def test_validate_params_refuse_what_cannot_be_meant(bad):
+    from stages import config
+    from stages.config import ParamsError
+
+    with pytest.raises(ParamsError, match="validate"):
+        config.section("validate", {"validate": bad})
