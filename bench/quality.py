@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 TAG = re.compile(r"<[^>]+>|&[a-z]+;|&#\d+;")
 PII = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+|\+?\d[\d\s-]{7,}\d|https?://\S+")
 DUPS = ("exact_dup", "norm_dup", "near_dup")
-JUNK = ("persian", "urdu", "english", "empty_output", "too_short")
+JUNK = ("persian", "urdu", "english", "non_arabic", "empty_output", "too_short")
 SCRUB = ("markup", "pii")
 
 
