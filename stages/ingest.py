@@ -8,6 +8,7 @@ one item sharing a split group.
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,12 +41,17 @@ def instruction_records(
     col = {f: src.columns.get(f, f) for f in (*REQUIRED, *OPTIONAL)}
     for i, row, problem in rows:
         if problem:
-            yield i, None, problem, ""
+            yield i, None, problem, row if isinstance(row, str) else ""
             continue
         # Absent or null is a broken row; an empty string is a value that clean will judge.
         missing = [col[f] for f in REQUIRED if row.get(col[f]) is None]
         if missing:
-            yield i, None, f"missing value in column {missing[0]!r}", str(row)[:300]
+            yield (
+                i,
+                None,
+                f"missing value (column {missing[0]!r})",
+                json.dumps(row, ensure_ascii=False, default=str),
+            )
             continue
         origin = src.origin
         if src.origin_column:
@@ -89,7 +95,7 @@ def task_records(
     k = min(per_item, len(phrasings))
     for i, row, problem in rows:
         if problem:
-            yield i, None, problem, ""
+            yield i, None, problem, row if isinstance(row, str) else ""
             continue
         values = {p: _text(row.get(src.columns.get(p, p))) for p in _placeholders(phrasings)}
         empty = [p for p, v in values.items() if p != "label" and not v] + (
@@ -99,8 +105,8 @@ def task_records(
             yield (
                 i,
                 None,
-                f"missing value in column {src.columns.get(empty[0], empty[0])!r}",
-                str(row)[:300],
+                f"missing value (column {src.columns.get(empty[0], empty[0])!r})",
+                json.dumps(row, ensure_ascii=False, default=str),
             )
             continue
         if labels:
@@ -108,7 +114,7 @@ def task_records(
                 yield (
                     i,
                     None,
-                    f"unknown label {values.get('label')!r} (known: {list(labels)})",
+                    f"unknown label ({values.get('label')!r}; known: {', '.join(labels)})",
                     str(values.get("label")),
                 )
                 continue

@@ -1,6 +1,7 @@
 """Read raw sources row by row in bounded memory, and say exactly where a row is bad.
 
-Each reader yields `(row_number, row_dict_or_None, problem)`; a problem names the rule that
+Each reader yields `(row_number, row, problem)`: `row` is a dict, or for a broken row its raw
+text (so the quarantine keeps what the source held); a problem names the rule that
 failed so that `ingest` can stop with a clear error or quarantine the row and go on.
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-Row = tuple[int, dict[str, Any] | None, str | None]
+Row = tuple[int, dict[str, Any] | str | None, str | None]
 
 
 def read_jsonl(path: Path) -> Iterator[Row]:
@@ -24,21 +25,19 @@ def read_jsonl(path: Path) -> Iterator[Row]:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                yield i, None, f"not UTF-8 (byte {e.start}: {raw[e.start : e.start + 1]!r})"
+                text = raw.decode("utf-8", "backslashreplace").rstrip("\n")
+                yield i, text, f"not UTF-8 (byte {e.start}: {raw[e.start : e.start + 1]!r})"
                 continue
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
-                yield i, None, f"malformed JSON ({e.msg} at column {e.colno})"
+                yield i, line.rstrip("\n"), f"malformed JSON ({e.msg} at column {e.colno})"
                 continue
             if not isinstance(obj, dict):
-                yield (
-                    i,
-                    None,
-                    f"malformed JSON (a line must be an object, got {type(obj).__name__})",
-                )
+                kind = type(obj).__name__
+                yield i, line.rstrip("\n"), f"malformed JSON (a line must be an object, not {kind})"
                 continue
             yield i, obj, None
 
@@ -68,13 +67,21 @@ def read_csv(path: Path) -> Iterator[Row]:
                 i += 1
                 continue
             if None in row or any(v is None for v in row.values()):
-                yield i, None, f"malformed CSV ({len(header)} fields expected)"
+                yield i, _raw(row), f"malformed CSV ({len(header)} fields expected)"
             elif bad := next((v for v in row.values() if SURROGATE.search(v)), None):
-                at = SURROGATE.search(bad)
-                yield i, None, f"not UTF-8 (byte {at.group().encode('utf-8', 'surrogateescape')!r})"
+                byte = SURROGATE.search(bad).group().encode("utf-8", "surrogateescape")
+                yield i, _raw(row), f"not UTF-8 (byte {byte!r})"
             else:
                 yield i, row, None
             i += 1
+
+
+def _raw(row: dict) -> str:
+    """A broken CSV row as text again, undecodable bytes as \\x escapes."""
+    values = [v for k, v in row.items() if k is not None] + (row.get(None) or [])
+    fields = [v if isinstance(v, str) else "" for v in values]
+    text = ",".join(fields)
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def read_parquet(path: Path, batch_size: int) -> Iterator[Row]:

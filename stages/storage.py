@@ -99,7 +99,7 @@ class Quarantine(RecordWriter):
 
     def reject(self, rec: dict[str, Any], rule: str, value: Any) -> None:
         self.by_rule[rule] = self.by_rule.get(rule, 0) + 1
-        self.write({**rec, "stage": self.stage, "rule": rule, "value": str(value)[:500]})
+        self.write({**rec, "stage": self.stage, "rule": rule, "value": str(value)})
 
 
 def iter_records(path: str | Path, batch_size: int = 4096, columns=None) -> Iterator[dict]:

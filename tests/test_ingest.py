@@ -137,7 +137,7 @@ def test_task_source_renders_several_phrasings_per_item_in_one_group(tmp_path):
 def test_unknown_label_is_an_error_naming_file_and_row(tmp_path):
     with open(tmp_path / "s.csv", "w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows([["text", "label"], ["نص جيد.", "positive"], ["نص.", "happy"]])
-    with pytest.raises(StageError, match=r"s\.csv: row 1: unknown label 'happy'"):
+    with pytest.raises(StageError, match=r"s\.csv: row 1: unknown label \('happy'"):
         ingest("s", src(kind="task", format="csv", path="s.csv", template="sentiment"), PARAMS)
     assert not raw_path("s").exists()  # nothing half-written
 
@@ -172,10 +172,15 @@ def test_quarantine_mode_sets_bad_rows_aside_and_goes_on(tmp_path):
     q = pq.read_table(quarantine_path("ingest", "b")).to_pylist()
     assert {(r["source_row"], r["rule"]) for r in q} == {
         (1, "malformed JSON"),
-        (2, "missing value in column 'output'"),
+        (2, "missing value"),
         (4, "not UTF-8"),
     }
     assert all(r["stage"] == "ingest" and r["source"] == "b" for r in q)
+    # Nothing is lost: each quarantined row keeps what the source held.
+    by_row = {r["source_row"]: r["value"] for r in q}
+    assert by_row[1] == "{not json"
+    assert json.loads(by_row[2]) == {"instruction": "بلا جواب"}
+    assert by_row[4] == '{"instruction": "\\xff\\xfe", "output": "x"}'
 
 
 def test_a_bad_byte_in_a_csv_costs_one_row_not_the_rest(tmp_path):
@@ -188,6 +193,7 @@ def test_a_bad_byte_in_a_csv_costs_one_row_not_the_rest(tmp_path):
     assert counts["records"] == 2 and counts["quarantined"] == 1
     (q,) = pq.read_table(quarantine_path("ingest", "c")).to_pylist()
     assert q["source_row"] == 1 and q["rule"] == "not UTF-8"
+    assert q["value"] == "\\xff\\xfe bad,row"
     assert [r["source_row"] for r in read("c")] == [0, 2]
     with pytest.raises(StageError, match=r"c\.csv: row 1: not UTF-8"):
         ingest("c", src(format="csv", path="c.csv"), PARAMS)
