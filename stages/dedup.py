@@ -172,6 +172,7 @@ def dedup(sources: list[str], params: config.DedupParams) -> dict[str, Any]:
     near = NearIndex(params.near) if params.near.enabled else None
     per_source: dict[str, Counter] = {s: Counter() for s in sources}
     pairs: Counter = Counter()
+    pair_clusters: dict[str, set[int]] = {}  # source pair -> survivors with such duplicates
     clusters: dict[str, list] = {}  # survivor id -> duplicates, for the first few clusters
     with (
         RecordWriter(OUT, batch_size=params.batch_size) as out,
@@ -192,6 +193,7 @@ def dedup(sources: list[str], params: config.DedupParams) -> dict[str, Any]:
                 quarantine.reject(rec, rule, f"{survivor} (jaccard {jaccard:.2f})")
                 per_source[src][rule] += 1
                 pairs[f"{kept_source}|{src}"] += 1
+                pair_clusters.setdefault(f"{kept_source}|{src}", set()).add(k)
                 if survivor in clusters or len(clusters) < params.examples:
                     clusters.setdefault(survivor, []).append((rule, jaccard, rec))
                 continue
@@ -217,7 +219,10 @@ def dedup(sources: list[str], params: config.DedupParams) -> dict[str, Any]:
             s: {k: c[k] for k in ("in", "out", "exact_duplicate", "near_duplicate")}
             for s, c in per_source.items()
         },
+        # "a|b": records of b dropped as duplicates of a survivor from a, and the clusters
+        # (distinct survivors) they form.
         "duplicate_pairs": dict(sorted(pairs.items())),
+        "clusters_by_source_pair": {p: len(c) for p, c in sorted(pair_clusters.items())},
     }
 
 

@@ -220,3 +220,18 @@ def test_counts_add_up_and_every_drop_is_quarantined_with_rule_and_value(tmp_pat
     ]
     assert all(r["stage"] == "clean" and r["source"] == "s" for r in q)
     assert pq.read_table(clean_path("s")).num_rows == 1
+
+
+def test_too_long_can_count_tokens_of_a_named_tokenizer(tmp_path):
+    from stages.base import build_tokenizer
+
+    texts = ["ما عاصمة مصر؟ عاصمة مصر هي القاهرة."] * 20
+    build_tokenizer(iter(texts), vocab_size=300, template="llama3").save_pretrained(tmp_path)
+    words_limit = CleanParams(max_length={"unit": "words", "limit": 12})
+    tokens_limit = CleanParams(
+        max_length={"unit": "tokens", "limit": 12, "tokenizer": str(tmp_path)}
+    )
+    r = rec(output="عاصمة مصر هي مدينة القاهرة.")  # 8 words, more than 12 byte-level tokens
+    assert verdict(r, words_limit) is None
+    rule, n = verdict(r, tokens_limit)
+    assert rule == "too_long" and n > 12

@@ -69,6 +69,7 @@ def test_exact_and_normalised_duplicates_keep_the_first_by_source_order_then_row
     survivor = rec("first", 5, a)["id"]
     assert all(v["value"].startswith(survivor) for v in dropped.values())
     assert metrics["duplicate_pairs"] == {"first|second": 2}
+    assert metrics["clusters_by_source_pair"] == {"first|second": 1}  # one survivor
 
 
 def test_diacritics_tatweel_and_letter_variants_are_exact_duplicates(run):
