@@ -15,7 +15,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := 1
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install repro test test-fast lint lock paper bench help
+.PHONY: install repro test test-fast lint lock paper bench remote-up remote-down help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -41,11 +41,17 @@ test-fast: install  ## the tests that take seconds (no pipeline run)
 	$(PY) -m pytest -m "not slow"
 
 lint: install  ## ruff over code and tests
-	ruff check stages tests bench
-	ruff format --check stages tests bench
+	ruff check stages tests bench scripts
+	ruff format --check stages tests bench scripts
 
 bench: install  ## ingest+clean+dedup speed and memory -> bench/results.json (CORPUS=raw.jsonl, or ROWS=)
 	$(PY) -m bench.run $(if $(CORPUS),--corpus $(CORPUS)) $(if $(ROWS),--rows $(ROWS))
+
+remote-up: install  ## a local S3 server (SeaweedFS) on 127.0.0.1:8333, and the DVC remote pointed at it
+	$(PY) -m scripts.seaweedfs up
+
+remote-down:  ## stop the local S3 server
+	$(PY) -m scripts.seaweedfs down
 
 paper: install  ## the paper profile as a DVC experiment (CUDA GPU, hub access: README "Profiles")
 	env -u HF_HUB_OFFLINE -u HF_DATASETS_OFFLINE $(PY) -m stages.profile run paper
