@@ -111,7 +111,7 @@ def start(folder: Path, timeout: float = 60) -> Server:
     return Server(process, endpoint, key, secret)
 
 
-def configure_dvc(server: Server, cwd: Path = Path(".")) -> None:
+def configure_dvc(server: Server, cwd: Path = Path("."), env: dict | None = None) -> None:
     """Point the `storage` remote at the server, in .dvc/config.local only."""
     for option, value in (
         ("endpointurl", server.endpoint),
@@ -119,7 +119,10 @@ def configure_dvc(server: Server, cwd: Path = Path(".")) -> None:
         ("secret_access_key", server.secret_key),
     ):
         subprocess.run(
-            ["dvc", "remote", "modify", "--local", "storage", option, value], cwd=cwd, check=True
+            ["dvc", "remote", "modify", "--local", "storage", option, value],
+            cwd=cwd,
+            env=env,
+            check=True,
         )
 
 

@@ -155,6 +155,7 @@ def _placeholders(phrasings: list[dict]) -> list[str]:
 
 def ingest(name: str, src: config.SourceParams, params: config.IngestParams) -> dict[str, int]:
     path = Path(src.path)
+    template = load_template(Path(params.templates), src.template) if src.kind == "task" else None
     if src.format == "hf":
         check_snapshot(name, src)
     elif not path.exists():
@@ -164,15 +165,14 @@ def ingest(name: str, src: config.SourceParams, params: config.IngestParams) -> 
             raise StageError(f"{path}: source {name!r} is empty")
         header = columns_of(path, src.format)
         if header is not None:
-            needed = _needed_columns(src, params)
+            needed = _needed_columns(src, template)
             absent = [c for c in needed if c not in header]
             if absent:
                 raise StageError(
                     f"{path}: required column {absent[0]!r} missing (columns: {', '.join(header)})"
                 )
     rows = read_rows(path, src.format, params.batch_size, src.hf)
-    if src.kind == "task":
-        template = load_template(Path(params.templates), src.template)
+    if template is not None:
         records = task_records(name, src, rows, template, params.phrasings_per_item, params.seed)
     else:
         records = instruction_records(name, src, rows)
@@ -212,9 +212,8 @@ def ingest(name: str, src: config.SourceParams, params: config.IngestParams) -> 
     return counts
 
 
-def _needed_columns(src: config.SourceParams, params: config.IngestParams) -> list[str]:
-    if src.kind == "task":
-        template = load_template(Path(params.templates), src.template)
+def _needed_columns(src: config.SourceParams, template: dict | None) -> list[str]:
+    if template is not None:
         return [src.columns.get(p, p) for p in _placeholders(template["phrasings"])]
     return [src.columns.get(f, f) for f in REQUIRED]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.seaweedfs import start
+from scripts.seaweedfs import configure_dvc, start
 from tests.conftest import dvc, env, stages_run
 
 pytestmark = pytest.mark.slow
@@ -35,19 +35,7 @@ def pushed(pipeline, server, tmp_path_factory):
 
 
 def configure(repo: Path, server) -> None:
-    env_ = env()
-    for option, value in (
-        ("endpointurl", server.endpoint),
-        ("access_key_id", server.access_key),
-        ("secret_access_key", server.secret_key),
-    ):
-        subprocess.run(
-            ["dvc", "remote", "modify", "--local", "storage", option, value],
-            cwd=repo,
-            env=env_,
-            check=True,
-            capture_output=True,
-        )
+    configure_dvc(server, repo, env())
 
 
 def clone(repo: Path, dest: Path, server) -> Path:

@@ -10,17 +10,20 @@ from stages.schema import RECORD_SCHEMA, make_record
 from stages.validate import OUT, QUARANTINE, contract, failures, record_status, validate
 
 
+def record(row: int, instruction: str, output: str, task: str = "explanation") -> dict:
+    return make_record(
+        instruction=instruction,
+        output=output,
+        source="s",
+        source_row=row,
+        origin="collected",
+        task=task,
+    )
+
+
 def records(n=20):
     return [
-        make_record(
-            instruction=f"اشرح الفكرة رقم {i}.",
-            output=f"هذه الفكرة رقم {i}.",
-            source="s",
-            source_row=i,
-            origin="collected",
-            task="explanation",
-        )
-        for i in range(n)
+        record(i, f"اشرح الفكرة رقم {i}.", f"هذه الفكرة رقم {i}.", "explanation") for i in range(n)
     ]
 
 
@@ -171,13 +174,8 @@ def test_an_unknown_task_and_origin_fail_their_sets():
 def test_english_rows_fail_the_arabic_ratio_of_instruction_and_output():
     recs = records()
     for i in (4, 7):
-        recs[i] = make_record(
-            instruction=f"Explain idea number {i}.",
-            output=f"Idea {i} is about Rayleigh scattering.",
-            source="s",
-            source_row=i,
-            origin="collected",
-            task="explanation",
+        recs[i] = record(
+            i, f"Explain idea number {i}.", f"Idea {i} is about Rayleigh scattering.", "explanation"
         )
     assert failed(frame(recs)) == {
         (i, c, "arabic_ratio") for i in (4, 7) for c in ("instruction", "output")
@@ -186,22 +184,10 @@ def test_english_rows_fail_the_arabic_ratio_of_instruction_and_output():
 
 def test_a_task_declared_non_arabic_skips_the_output_ratio_but_not_the_instruction():
     recs = records()
-    recs[2] = make_record(
-        instruction="اكتب دالة بايثون تجمع عددين.",
-        output="def add(a, b):\n    return a + b",
-        source="s",
-        source_row=2,
-        origin="collected",
-        task="generation",
+    recs[2] = record(
+        2, "اكتب دالة بايثون تجمع عددين.", "def add(a, b):\n    return a + b", "generation"
     )
-    recs[3] = make_record(
-        instruction="Write a Python function.",
-        output="def f(): pass",
-        source="s",
-        source_row=3,
-        origin="collected",
-        task="generation",
-    )
+    recs[3] = record(3, "Write a Python function.", "def f(): pass", "generation")
     assert (2, "output", "arabic_ratio") in failed(frame(recs))
     exempt = failed(frame(recs), params={"non_arabic_output_tasks": ["generation"]})
     assert exempt == {(3, "instruction", "arabic_ratio")}
@@ -209,27 +195,13 @@ def test_a_task_declared_non_arabic_skips_the_output_ratio_but_not_the_instructi
 
 def test_an_output_without_letters_has_no_ratio_to_fail():
     recs = records()
-    recs[0] = make_record(
-        instruction="ما ناتج جمع ٢٠ و٢٢؟",
-        output="42",
-        source="s",
-        source_row=0,
-        origin="collected",
-        task="closed_qa",
-    )
+    recs[0] = record(0, "ما ناتج جمع ٢٠ و٢٢؟", "42", "closed_qa")
     assert failed(frame(recs)) == set()
 
 
 def test_length_bounds_come_from_params():
     recs = records()
-    recs[6] = make_record(
-        instruction="اشرح " * 30,
-        output="نعم",
-        source="s",
-        source_row=6,
-        origin="collected",
-        task="explanation",
-    )
+    recs[6] = record(6, "اشرح " * 30, "نعم", "explanation")
     tight = {"chars": {"instruction": [2, 100], "output": [5, 1000]}}
     assert failed(frame(recs), params=tight) == {
         (6, "instruction", "chars_in_bounds"),
