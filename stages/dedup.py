@@ -24,7 +24,7 @@ from datasketch.lsh import _optimal_param
 from stages import config
 from stages.arabic import dedup_key
 from stages.console import StageError, console, parser, progress, run
-from stages.paths import clean_path
+from stages.paths import clean_path, source_names
 from stages.schema import load_meta
 from stages.storage import (
     Quarantine,
@@ -263,10 +263,7 @@ def main() -> None:
     p = parser("dedup", __doc__)
     p.parse_args()
     params = config.read_params()
-    sources = list(params.get("sources") or {})
-    for name in sources:
-        config.named("sources", name, params)
-    write_json("metrics/dedup.json", dedup(sources, config.section("dedup", params)))
+    write_json("metrics/dedup.json", dedup(source_names(), config.section("dedup", params)))
 
 
 if __name__ == "__main__":

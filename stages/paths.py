@@ -18,3 +18,17 @@ def quarantine_path(stage: str, source: str | None = None) -> Path:
     if source:
         return Path("data/quarantine") / stage / f"{source}.parquet"
     return Path("data/quarantine") / f"{stage}.parquet"
+
+
+# Written by the source_list stage: the source names in params.yaml order.
+SOURCE_LIST = Path("data/source_list.json")
+
+
+def source_names() -> list[str]:
+    import json
+
+    from stages.console import StageError
+
+    if not SOURCE_LIST.exists():
+        raise StageError(f"{SOURCE_LIST} is missing; run `dvc repro source_list` first")
+    return json.loads(SOURCE_LIST.read_text(encoding="utf-8"))["sources"]

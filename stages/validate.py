@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from pandera.typing import Series
 from rich.table import Table
 
-from stages import config
+from stages import config, paths
 from stages.arabic import arabic_ratio
 from stages.console import StageError, console, parser, run
 from stages.schema import (
@@ -395,9 +395,10 @@ def write_quarantine(df: pd.DataFrame, row_fails: pd.DataFrame, bad_rows: list[i
         pq.write_table(table.cast(QUARANTINE_SCHEMA), tmp, compression="zstd")
 
 
-def source_names(params: dict[str, Any]) -> list[str]:
-    """The sources in params.yaml; a `source_share` bound on any other name is a typo."""
-    names = list(params.get("sources") or {})
+def source_names(params: dict[str, Any], names: list[str] | None = None) -> list[str]:
+    """The sources (params.yaml's, or `names`); a `source_share` bound on any other name is
+    a typo."""
+    names = list(params.get("sources") or {}) if names is None else names
     unknown = sorted(set((params.get("validate") or {}).get("source_share") or {}) - set(names))
     if unknown:
         raise config.ParamsError(
@@ -433,7 +434,7 @@ def main() -> None:
             IN,
             config.section("validate", raw),
             OUT,
-            sources=source_names(raw),
+            sources=source_names(raw, paths.source_names()),
             dataset=True,
             docs=DOCS,
         )
