@@ -1,8 +1,10 @@
-"""Benchmark of the data stages: ingest, clean and dedup over one raw jsonl file.
+"""Benchmark of the data stages (ingest, clean and dedup over one raw jsonl file) and of a
+no-op `dvc repro` of the whole pipeline.
 
     make bench                        # makes its own 100k-row corpus (bench.corpus)
     make bench CORPUS=raw.jsonl       # any raw file of {"instruction", "input", "output"}
     python -m bench.run --rows 500000
+    python -m bench.run --no-noop     # the data stages only
 
 Each stage runs as the pipeline runs it (`python -m stages.<stage>`) in a scratch workspace
 with this project's clean/dedup params, one source `bench`. Writes bench/results.json:
@@ -26,6 +28,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = [("ingest", ["bench"]), ("clean", ["bench"]), ("dedup", [])]
+NOOP_TARGET_SECONDS = 5.0  # a `dvc repro` with nothing to do, on the default profile
 
 
 def workspace(corpus: Path, dest: Path) -> Path:
@@ -85,6 +88,48 @@ def bench(corpus: Path, out: Path) -> dict:
     return results
 
 
+def noop_repro(repo: Path, runs: int = 3) -> dict:
+    """Seconds of `dvc repro` when nothing changed: the price of every check-in-and-run.
+
+    Brings `repo` up to date first (a full run if it never ran), then times `runs` more.
+    """
+    import re
+
+    def repro() -> tuple[float, str]:
+        start = time.perf_counter()
+        proc = subprocess.run(
+            ["dvc", "repro"], cwd=repo, capture_output=True, text=True, env=dvc_env()
+        )
+        if proc.returncode != 0:
+            raise SystemExit(f"bench: dvc repro failed in {repo}\n{proc.stdout}{proc.stderr}")
+        return time.perf_counter() - start, proc.stdout
+
+    repro()
+    seconds = []
+    for _ in range(runs):
+        took, out = repro()
+        ran = re.findall(r"Running stage '([^']+)'", out)
+        if ran:
+            raise SystemExit(f"bench: a second dvc repro ran {ran}: the pipeline is not stable")
+        seconds.append(round(took, 2))
+    median = sorted(seconds)[len(seconds) // 2]
+    return {
+        "seconds": median,
+        "runs": seconds,
+        "target_seconds": NOOP_TARGET_SECONDS,
+        "within_target": median < NOOP_TARGET_SECONDS,
+    }
+
+
+def dvc_env() -> dict[str, str]:
+    bindir = str(Path(sys.executable).parent)
+    return {
+        **os.environ,
+        "DVC_NO_ANALYTICS": "1",
+        "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}",
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         prog="python -m bench.run",
@@ -94,6 +139,12 @@ def main() -> None:
     p.add_argument("--corpus", type=Path, help="raw jsonl file; default: make one")
     p.add_argument("--rows", type=int, default=100_000, help="rows of the corpus made here")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
+    p.add_argument(
+        "--no-noop",
+        dest="noop",
+        action="store_false",
+        help="skip timing a no-op `dvc repro` of this repo (which first brings it up to date)",
+    )
     a = p.parse_args()
     made = None
     if a.corpus is None:
@@ -106,6 +157,9 @@ def main() -> None:
     finally:
         if made:
             shutil.rmtree(made, ignore_errors=True)
+    if a.noop:
+        results["noop_repro"] = noop_repro(ROOT)
+        a.out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     print(json.dumps(results, indent=2, ensure_ascii=False))
 
 

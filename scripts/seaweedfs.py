@@ -117,6 +117,8 @@ def configure_dvc(server: Server, cwd: Path = Path("."), env: dict | None = None
         ("endpointurl", server.endpoint),
         ("access_key_id", server.access_key),
         ("secret_access_key", server.secret_key),
+        # Loopback answers at once or not at all; don't wait botocore's 60 s to find out.
+        ("connect_timeout", "5"),
     ):
         subprocess.run(
             ["dvc", "remote", "modify", "--local", "storage", option, value],

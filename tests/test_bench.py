@@ -5,7 +5,7 @@ import json
 import pytest
 
 from bench.corpus import make
-from bench.run import bench
+from bench.run import bench, noop_repro
 
 pytestmark = pytest.mark.slow
 
@@ -33,3 +33,23 @@ def test_results_file_has_speed_and_memory_per_stage(result):
         s = res["stages"][stage]
         assert s["records_per_second"] > 0 and 0 < s["peak_rss_mb"] < 3000
     assert res["peak_rss_mb"] == max(s["peak_rss_mb"] for s in res["stages"].values())
+
+
+def test_a_no_op_repro_is_timed_and_runs_no_stage(pipeline_copy):
+    res = noop_repro(pipeline_copy, runs=2)
+    assert len(res["runs"]) == 2 and res["seconds"] in res["runs"]
+    assert res["within_target"] == (res["seconds"] < res["target_seconds"])
+
+
+def test_the_no_op_benchmark_fails_when_a_stage_always_reruns(pipeline_copy):
+    dvc_yaml = pipeline_copy / "dvc.yaml"
+    dvc_yaml.write_text(
+        dvc_yaml.read_text().replace(
+            "stages:\n",
+            "stages:\n  tick:\n    cmd: date +%N > tick.txt\n    always_changed: true\n"
+            "    outs: [tick.txt]\n",
+            1,
+        )
+    )
+    with pytest.raises(SystemExit, match="ran \\['tick'\\]"):
+        noop_repro(pipeline_copy, runs=1)

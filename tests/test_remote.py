@@ -88,3 +88,42 @@ def test_wrong_credentials_are_refused_clearly(pushed, server, tmp_path):
     said = proc.stdout + proc.stderr
     assert "SignatureDoesNotMatch" in said or "AccessDenied" in said or "403" in said, said
     assert not (fresh / "data/instar/train").exists()
+
+
+def snapshot(repo: Path) -> dict[str, tuple[int, int]]:
+    """Every file of the work tree and the cache, with size and mtime (DVC's own tmp aside)."""
+    return {
+        str(p.relative_to(repo)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in repo.rglob("*")
+        if p.is_file() and ".git" not in p.parts and not p.is_relative_to(repo / ".dvc/tmp")
+    }
+
+
+def test_a_stopped_server_fails_push_and_pull_clearly_and_leaves_the_workspace(
+    pushed, server, tmp_path, monkeypatch
+):
+    """Last in the module: it stops the module's server (weed mini's ports allow one)."""
+    # botocore retries a refused connection 4 times with backoff, per file; 2 attempts keep
+    # the test short and still exercise a retry (README, "Troubleshooting").
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    repo = tmp_path / "repo"
+    shutil.copytree(pushed, repo, symlinks=True)
+    fresh = clone(repo, tmp_path / "fresh", server)
+    server.stop()
+
+    before = snapshot(repo)
+    push = dvc(repo, "push", check=False)
+    said = push.stdout + push.stderr
+    assert push.returncode != 0
+    assert "Could not connect to the endpoint URL" in said and server.endpoint in said, said
+    assert snapshot(repo) == before
+
+    pull = dvc(fresh, "pull", check=False)
+    said = pull.stdout + pull.stderr
+    assert pull.returncode != 0
+    assert "Could not connect to the endpoint URL" in said and "failed to pull" in said, said
+    assert [o for o in outputs(repo) if (fresh / o).exists()] == []
+    status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=fresh, capture_output=True, text=True, check=True
+    )
+    assert status.stdout == ""

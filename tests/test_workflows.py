@@ -1,0 +1,276 @@
+"""The DVC promise, checked with real runs: a change reruns exactly the stages it touches,
+and experiments compare through `dvc exp show`, `dvc metrics diff` and `dvc plots diff`.
+
+`dvc repro --dry` and `dvc status` do not follow a change downstream (they cannot know that
+an output will differ), so every row below runs a real `dvc repro` and reads the stages it
+ran. Training is cut to a couple of steps in these copies: what reruns does not depend on it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import dvc, git_commit_all, run, stages_run
+
+pytestmark = pytest.mark.slow
+
+MODELS = ("tiny", "tiny-gemma")
+SOURCES_FILE = "data/sources/handwritten.jsonl"
+
+
+def set_param(repo: Path, dotted: str, value) -> None:
+    path = repo / "params.yaml"
+    params = yaml.safe_load(path.read_text(encoding="utf-8"))
+    *parents, last = dotted.split(".")
+    node = params
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    path.write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False), "utf-8")
+
+
+def fast(repo: Path) -> None:
+    """Two optimiser steps per model and a short evaluation: the graph is what is tested."""
+    for m in MODELS:
+        set_param(repo, f"models.{m}.train.max_steps", 2)
+        set_param(repo, f"models.{m}.train.eval_steps", 1)
+        set_param(repo, f"models.{m}.train.logging_steps", 1)
+
+
+@pytest.fixture(scope="module")
+def matrix_repo(pipeline, tmp_path_factory) -> Path:
+    repo = tmp_path_factory.mktemp("matrix") / "repo"
+    shutil.copytree(pipeline, repo, symlinks=True)
+    fast(repo)
+    dvc(repo, "repro", timeout=1200)
+    git_commit_all(repo, "fast training")
+    return repo
+
+
+def restore(repo: Path) -> None:
+    run(["git", "checkout", "--", "."], repo)
+    run(["git", "clean", "-fdq", "data/sources"], repo)
+    dvc(repo, "checkout", "--force")
+
+
+def split_of_new_record(repo: Path, rec: dict) -> str:
+    from stages import config
+    from stages.schema import group_key, make_record
+    from stages.shard import split_of
+
+    params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
+    full = make_record(source="handwritten", source_row=0, origin="collected", **rec)
+    return split_of(group_key(full), config.ShardParams(**params["shard"]))
+
+
+def record_in(repo: Path, split: str) -> dict:
+    """A new, valid handwritten record whose split (a hash of its content) is `split`."""
+    for n in range(200):
+        rec = {
+            "instruction": f"اذكر فائدة واحدة من فوائد القراءة اليومية، المثال رقم {n}.",
+            "input": "",
+            "output": "توسّع القراءة اليومية المفردات وتنمّي القدرة على التركيز والتفكير.",
+            "task": "open_qa",
+        }
+        if split_of_new_record(repo, rec) == split:
+            return rec
+    raise AssertionError(f"no record lands in {split}")
+
+
+def append_record(split: str) -> Callable[[Path], None]:
+    def change(repo: Path) -> None:
+        rec = record_in(repo, split)
+        with (repo / SOURCES_FILE).open("a", encoding="utf-8") as f:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+
+    return change
+
+
+def add_source(repo: Path) -> None:
+    rec = record_in(repo, "test")
+    (repo / "data/sources/extra.jsonl").write_text(
+        json.dumps(rec, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
+    params["sources"]["extra"] = {
+        "kind": "instructions",
+        "format": "jsonl",
+        "path": "data/sources/extra.jsonl",
+    }
+    (repo / "params.yaml").write_text(
+        yaml.safe_dump(params, allow_unicode=True, sort_keys=False), "utf-8"
+    )
+
+
+def param(dotted: str, value) -> Callable[[Path], None]:
+    return lambda repo: set_param(repo, dotted, value)
+
+
+def every(stage: str, names) -> set[str]:
+    return {f"{stage}@{n}" for n in names}
+
+
+def source_names(repo: Path) -> list[str]:
+    return list(yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))["sources"])
+
+
+def evaluation(models=MODELS) -> set[str]:
+    return every("evaluate", models)
+
+
+def training(models=MODELS) -> set[str]:
+    return every("base", models) | every("train", models) | evaluation(models)
+
+
+# (what changes, the change, the stages that must run: a function of the source names)
+MATRIX: list[tuple[str, Callable[[Path], None], Callable[[list[str]], set[str]]]] = [
+    (
+        "one source's ingest param (same rows out)",
+        param("sources.handwritten.on_error", "quarantine"),
+        lambda s: {"ingest@handwritten", "source_list"},
+    ),
+    (
+        "the ingest section (same rows out)",
+        param("ingest.batch_size", 1000),
+        lambda s: every("ingest", s),
+    ),
+    (
+        "one source's raw file: a record for the test split",
+        append_record("test"),
+        lambda s: (
+            {"ingest@handwritten", "clean@handwritten", "dedup", "validate", "shard"}
+            | evaluation()
+            | {"report"}
+        ),
+    ),
+    (
+        "a clean threshold no record is near",
+        param("clean.max_length.limit", 4096),
+        lambda s: every("clean", s),
+    ),
+    ("a dedup param", param("dedup.examples", 5), lambda s: {"dedup"}),
+    ("a validate bound", param("validate.max_task_share", 0.9), lambda s: {"validate"}),
+    (
+        "the shard split ratio",
+        param("shard.test_fraction", 0.15),
+        lambda s: {"shard"} | training() | {"report"},
+    ),
+    (
+        "one model's LoRA rank",
+        param("models.tiny.lora.r", 8),
+        lambda s: {"train@tiny", "evaluate@tiny", "report"},
+    ),
+    (
+        "one model's learning rate",
+        param("models.tiny-gemma.train.learning_rate", 0.001),
+        lambda s: {"train@tiny-gemma", "evaluate@tiny-gemma", "report"},
+    ),
+    (
+        "one model's base",
+        param("models.tiny.base.seed", 1),
+        lambda s: training(["tiny"]) | {"report"},
+    ),
+    ("an eval param", param("evaluate.batch_size", 8), lambda s: evaluation() | {"report"}),
+    ("the report's title", param("report.title", "Another title"), lambda s: {"report"}),
+    (
+        "a new source (one record, for the test split)",
+        add_source,
+        lambda s: (
+            {"ingest@extra", "clean@extra", "source_list", "dedup", "validate", "shard"}
+            | evaluation()
+            | {"report"}
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize("what,change,expected", MATRIX, ids=[m[0] for m in MATRIX])
+def test_a_change_reruns_exactly_the_stages_it_touches(matrix_repo, what, change, expected):
+    change(matrix_repo)
+    try:
+        ran = stages_run(dvc(matrix_repo, "repro", timeout=900).stdout)
+        assert ran == expected(source_names(matrix_repo)), what
+    finally:
+        restore(matrix_repo)
+
+
+def test_the_matrix_covers_every_params_section(matrix_repo):
+    sections = set(yaml.safe_load((matrix_repo / "params.yaml").read_text(encoding="utf-8")))
+    touched = {
+        "sources",
+        "ingest",
+        "clean",
+        "dedup",
+        "validate",
+        "shard",
+        "models",
+        "evaluate",
+        "report",
+    }
+    # text_sources: read by the generation stage only (its own tests cover it).
+    assert sections - touched <= {"text_sources"}, sections - touched
+
+
+@pytest.fixture(scope="module")
+def two_ranks(pipeline, tmp_path_factory) -> Path:
+    repo = tmp_path_factory.mktemp("ranks") / "repo"
+    shutil.copytree(pipeline, repo, symlinks=True)
+    for r in (4, 8):
+        dvc(
+            repo,
+            "exp",
+            "run",
+            "--name",
+            f"rank{r}",
+            "--set-param",
+            f"models.tiny.lora.r={r}",
+            "--set-param",
+            "models.tiny.train.max_steps=20",
+            timeout=1200,
+        )
+    return repo
+
+
+def test_exp_show_lists_both_ranks_with_their_metrics(two_ranks):
+    rows = json.loads(dvc(two_ranks, "exp", "show", "--json").stdout)
+    exps = {
+        e["name"]: e["data"]
+        for row in rows
+        for e in (row.get("experiments") or [])
+        for e in (e.get("revs") or [])
+        if e.get("name", "").startswith("rank")
+    }
+    assert set(exps) == {"rank4", "rank8"}, exps
+    for name, data in exps.items():
+        params = data["params"]["params.yaml"]["data"]
+        assert params["models"]["tiny"]["lora"]["r"] == int(name[4:])
+        metrics = data["metrics"]
+        assert "final_loss" in json.dumps(metrics["metrics/train/tiny.json"]["data"])
+        assert metrics["metrics/eval/tiny.json"]["data"]
+
+
+def test_metrics_diff_between_the_two_ranks_lists_the_eval_keys(two_ranks):
+    out = json.loads(dvc(two_ranks, "metrics", "diff", "rank4", "rank8", "--json").stdout)
+    evals = out["metrics/eval/tiny.json"]
+    assert any(k.startswith("instar_test") for k in evals), evals
+    assert all({"old", "new"} <= set(v) for v in evals.values())
+    assert "metrics/eval/tiny-gemma.json" not in out  # tiny-gemma did not change
+
+
+def test_plots_diff_renders_the_loss_curves_of_both(two_ranks, tmp_path):
+    out = json.loads(dvc(two_ranks, "plots", "diff", "rank4", "rank8", "--json").stdout)
+    [loss] = out["data"]["dvclive/tiny/plots/metrics/train/loss.tsv"]
+    assert set(loss["revisions"]) == {"rank4", "rank8"}
+    points = loss["content"]["data"]["values"]
+    for rev in ("rank4", "rank8"):
+        steps = [int(p["step"]) for p in points if p["rev"] == rev]
+        assert len(steps) >= 2 and steps == sorted(steps), (rev, steps)
+    dvc(two_ranks, "plots", "diff", "rank4", "rank8", "--out", str(tmp_path / "plots"))
+    html = (tmp_path / "plots/index.html").read_text(encoding="utf-8")
+    assert "rank4" in html and "rank8" in html
