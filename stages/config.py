@@ -91,17 +91,19 @@ class TextSourceParams(Section):
 
     kind: Literal["text"] = "text"
     format: Literal["jsonl", "csv", "parquet", "hf"]
-    path: str = Field(description="the file DVC tracks; for format hf, not read (streamed)")
-    hf: HubDataset | None = None
+    path: str | None = Field(None, description="the file DVC tracks (not for format hf)")
+    hf: HubDataset | None = Field(None, description="format hf: streamed from the hub")
     text_column: str = "text"
     id_column: str | None = Field(
         None, description="column naming a paragraph in lineage; null: its row number"
     )
 
     @model_validator(mode="after")
-    def _hf(self):
+    def _where(self):
         if self.format == "hf" and self.hf is None:
             raise ValueError("a text source of format 'hf' needs `hf: {repo_id, revision, split}`")
+        if self.format != "hf" and not self.path:
+            raise ValueError(f"a text source of format {self.format!r} needs `path`")
         return self
 
 

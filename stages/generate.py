@@ -399,8 +399,10 @@ def ask_teacher(
         if reply.failure is None and reply.text is not None and parses(reply.text):
             cache.put(cache_entry(prompt, params.backend, params.model, reply))
         else:
-            failures[prompt.key] = reply if reply.failure else teacher.Reply(
-                reply.text, "unparseable_answer", reply.text or ""
+            failures[prompt.key] = (
+                reply
+                if reply.failure
+                else teacher.Reply(reply.text, "unparseable_answer", reply.text or "")
             )
 
     messages = [p.messages for p in missing]
@@ -505,7 +507,9 @@ def write_outputs(
         "tokens_out": stats.tokens_out,
         "records": sum(kept.values()),
         "records_by_task": dict(sorted(kept.items())),
-        "paragraphs": {k: counts[k] for k in ("scanned", "unreadable", "out_of_length", "duplicate")},
+        "paragraphs": {
+            k: counts[k] for k in ("scanned", "unreadable", "out_of_length", "duplicate")
+        },
         "torn_cache_lines": cache.torn,
         "teacher": {"backend": params.backend, "model": params.model},
         "template_version": params.template_version,

@@ -136,8 +136,9 @@ async def _ask(
                 raise TypeError("content is not a string")
         except (ValueError, KeyError, IndexError, TypeError) as e:
             stats.failed("malformed_response")
-            last, delay = Reply(None, "malformed_response", f"{e!r}: {r.text[:1000]}"), backoff(
-                attempt, p
+            last, delay = (
+                Reply(None, "malformed_response", f"{e!r}: {r.text[:1000]}"),
+                backoff(attempt, p),
             )
             continue
         usage = data.get("usage") or {}

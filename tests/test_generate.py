@@ -185,7 +185,12 @@ def workspace(tmp: Path, n: int = 12, **generate) -> config.GenerateParams:
     }
     params = {
         "text_sources": {
-            "paras": {"kind": "text", "format": "jsonl", "path": "paras.jsonl", "id_column": "doc_id"}
+            "paras": {
+                "kind": "text",
+                "format": "jsonl",
+                "path": "paras.jsonl",
+                "id_column": "doc_id",
+            }
         },
         "generate": gen,
     }
@@ -209,9 +214,7 @@ def with_url(params: config.GenerateParams, url: str) -> config.GenerateParams:
 # --- the openai backend ---------------------------------------------------------------------
 
 
-def test_retries_concurrency_quarantine_and_a_rerun_asks_only_for_what_is_missing(
-    tmp_path, server
-):
+def test_retries_concurrency_quarantine_and_a_rerun_asks_only_for_what_is_missing(tmp_path, server):
     params = with_url(workspace(tmp_path), server.url)
     server.script = {
         0: ["429", "429", "ok"],
@@ -340,6 +343,15 @@ def test_the_shipped_cache_answers_the_default_profile_in_full(monkeypatch):
         ans = parse_answer(shipped[p.key]["answer"])
         assert check_answer(ans, p.paragraph) is None, p.prompt_id
     assert set(Counter(p.task for p in prompts).values()) == {7}
+
+
+def test_generate_params_name_known_tasks_and_text_sources():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text("utf-8"))
+    params["generate"]["quotas"]["poetry"] = 1
+    params["generate"]["text_sources"] = ["nowhere"]
+    problems = "\n".join(config.check_all(params))
+    assert "unknown tasks ['poetry']" in problems
+    assert "generate.text_sources names unknown text sources: ['nowhere']" in problems
 
 
 # --- picking, prompts, keys -----------------------------------------------------------------
