@@ -138,21 +138,18 @@ def pick(
 
 
 def task_slots(quotas: dict[str, float], n: int) -> list[str]:
-    """`n` tasks in the quotas' proportions (largest remainder), interleaved (smooth weighted
-    round robin) so that any prefix of the picks is mixed too."""
+    """`n` tasks in the quotas' proportions, interleaved by smooth weighted round robin: each
+    task's count stays within one of its share at every prefix, and the slots for `n` are
+    the first `n` slots for any larger `n`, so raising `paragraphs` keeps every earlier
+    prompt (paragraph and task) and only adds new ones."""
     total = sum(quotas.values())
-    exact = {t: n * w / total for t, w in quotas.items()}
-    counts = {t: int(x) for t, x in exact.items()}
-    order = sorted(quotas, key=lambda t: (-(exact[t] - counts[t]), list(quotas).index(t)))
-    for t in order[: n - sum(counts.values())]:
-        counts[t] += 1
-    current = dict.fromkeys(counts, 0)
+    current = dict.fromkeys(quotas, 0.0)
     slots = []
     for _ in range(n):
-        for t in counts:
-            current[t] += counts[t]
-        best = max(counts, key=lambda t: current[t])
-        current[best] -= n
+        for t, w in quotas.items():
+            current[t] += w
+        best = max(quotas, key=lambda t: current[t])  # first in params order on a tie
+        current[best] -= total
         slots.append(best)
     return slots
 

@@ -379,11 +379,22 @@ def test_picks_are_a_bounded_seeded_sample_that_stays_as_the_source_grows():
     assert counts == {"duplicate": 1, "out_of_length": 1}
 
 
-def test_task_slots_follow_the_quotas_and_interleave():
-    slots = task_slots({"summarization": 2, "open_qa": 1, "rewrite": 1}, 8)
+def test_task_slots_follow_the_quotas_interleave_and_only_grow():
+    quotas = {"summarization": 2, "open_qa": 1, "rewrite": 1}
+    slots = task_slots(quotas, 8)
     assert Counter(slots) == {"summarization": 4, "open_qa": 2, "rewrite": 2}
     assert len(set(slots[:4])) == 3
-    assert Counter(task_slots({"a": 1, "b": 1, "c": 1}, 7)).most_common(1)[0][1] == 3
+    assert task_slots(quotas, 13)[:8] == slots
+    assert max(Counter(task_slots({"a": 1, "b": 1, "c": 1}, 7)).values()) == 3
+
+
+def test_raising_paragraphs_only_adds_prompts(tmp_path, server):
+    params = with_url(workspace(tmp_path, n=12), server.url)
+    first = generate(params.model_copy(update={"paragraphs": 8}))
+    server.reset()
+    more = generate(params)
+    assert first["prompts_asked"] == 8
+    assert more["cache_hits"] == 8 and more["prompts_asked"] == server.calls == 4
 
 
 def test_the_cache_key_changes_with_each_of_its_parts():
