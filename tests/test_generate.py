@@ -515,3 +515,15 @@ def test_transformers_backend_batches_and_quarantines_unparseable_answers(tmp_pa
     rows = quarantined()
     assert len(rows) == 5 and all(load_meta(r["meta"])["prompt_id"] for r in rows)
     assert Path("cache/answers.jsonl").read_text() == ""  # nothing usable was cached
+
+
+def test_profile_check_names_a_missing_teacher_key(monkeypatch):
+    from stages.profile import missing
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text("utf-8"))
+    params["generate"].update(backend="openai", model="m")
+    params["generate"]["openai"]["api_key_env"] = "INSTAR_TEST_KEY"
+    monkeypatch.delenv("INSTAR_TEST_KEY", raising=False)
+    assert "generate.openai.api_key_env: INSTAR_TEST_KEY is not set" in missing(params)
+    monkeypatch.setenv("INSTAR_TEST_KEY", "k")
+    assert missing(params) == []
