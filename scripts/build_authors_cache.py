@@ -60,7 +60,9 @@ def build(source: Path = SOURCE) -> int:
 
 
 def main() -> None:
-    argparse.ArgumentParser(prog="python -m scripts.build_authors_cache", description=__doc__).parse_args()
+    argparse.ArgumentParser(
+        prog="python -m scripts.build_authors_cache", description=__doc__
+    ).parse_args()
     build()
 
 
