@@ -40,6 +40,7 @@ from stages.storage import Quarantine, RecordWriter, atomic_path, write_json
 OUTPUT = Path("data/generated/synthetic.parquet")
 METRICS = Path("metrics/generate.json")
 MIN_ARABIC_RATIO = 0.5
+CACHE_HEADER = {"instar_answers_cache": 1}  # first line of a cache file
 COPY_SIMILARITY = 0.9  # word-sequence similarity to the paragraph at which an answer is a copy
 
 
@@ -215,8 +216,10 @@ class AnswerCache:
         # DVC may have linked the file to its cache: write a fresh copy of our own before
         # appending, so an append never reaches the cached object.
         path.parent.mkdir(parents=True, exist_ok=True)
+        # A new file starts with a header line: DVC warns about an empty output.
         with atomic_path(path) as tmp:
-            tmp.write_bytes(path.read_bytes() if path.exists() else b"")
+            old = path.read_bytes() if path.exists() else b""
+            tmp.write_bytes(old or (json.dumps(CACHE_HEADER) + "\n").encode())
         self._f = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
     def _load(self, path: Path) -> None:
@@ -224,6 +227,8 @@ class AnswerCache:
             for line in f:
                 try:
                     entry = json.loads(line)
+                    if entry == CACHE_HEADER:
+                        continue
                     self.entries[entry["key"]] = entry
                 except (json.JSONDecodeError, KeyError, TypeError):
                     self.torn += 1  # a line cut short by a crash: that prompt is asked again

@@ -203,8 +203,9 @@ def test_generate_runs_from_the_shipped_cache_and_its_records_reach_the_dataset(
             if r["source"] == "synthetic":
                 by_group.setdefault(json.loads(r["meta"])["group"], set()).add(split)
     assert all(len(s) == 1 for s in by_group.values())
-    # The answers cache is a persisted output: there, empty (no teacher answered).
-    assert (pipeline / params(pipeline)["generate"]["cache"]).read_text() == ""
+    # The answers cache is a persisted output: there, its header only (no teacher answered).
+    cache = (pipeline / params(pipeline)["generate"]["cache"]).read_text().splitlines()
+    assert [json.loads(line) for line in cache] == [{"instar_answers_cache": 1}]
 
 
 def test_manifest_and_dataset_card_agree_with_the_shards(pipeline):
