@@ -47,7 +47,12 @@ class HubDataset(Section):
 class SourceParams(Section):
     """One raw source that `ingest` turns into records (params `sources.<name>`)."""
 
-    kind: Literal["instructions", "task"] = "instructions"
+    kind: Literal["instructions", "task", "records"] = Field(
+        "instructions",
+        description="instructions: mapped column by column; task: labelled items phrased by "
+        "templates; records: a parquet already in the record schema (the `generate` output), "
+        "taken as it is with its origin and meta",
+    )
     format: Literal["jsonl", "csv", "parquet", "hf"]
     path: str = Field(
         description="the file DVC tracks; for format hf, the local snapshot folder "
@@ -76,6 +81,8 @@ class SourceParams(Section):
             raise ValueError("a source of kind 'task' needs `template`")
         if self.format == "hf" and self.hf is None:
             raise ValueError("a source of format 'hf' needs `hf: {repo_id, revision, split}`")
+        if self.kind == "records" and self.format != "parquet":
+            raise ValueError("a source of kind 'records' must be format 'parquet'")
         return self
 
 
@@ -84,9 +91,104 @@ class TextSourceParams(Section):
 
     kind: Literal["text"] = "text"
     format: Literal["jsonl", "csv", "parquet", "hf"]
-    path: str
-    hf: HubDataset | None = None
+    path: str | None = Field(None, description="the file DVC tracks (not for format hf)")
+    hf: HubDataset | None = Field(None, description="format hf: streamed from the hub")
     text_column: str = "text"
+    id_column: str | None = Field(
+        None, description="column naming a paragraph in lineage; null: its row number"
+    )
+
+    @model_validator(mode="after")
+    def _where(self):
+        if self.format == "hf" and self.hf is None:
+            raise ValueError("a text source of format 'hf' needs `hf: {repo_id, revision, split}`")
+        if self.format != "hf" and not self.path:
+            raise ValueError(f"a text source of format {self.format!r} needs `path`")
+        return self
+
+
+class OpenAIParams(Section):
+    """An OpenAI-compatible chat-completions endpoint (vLLM, TGI, Ollama, llama.cpp, hosted)."""
+
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="up to /v1, no trailing path")
+    api_key_env: str | None = Field(
+        None, description="environment variable holding the API key; null: send none"
+    )
+    concurrency: Annotated[int, Field(ge=1)] = Field(8, description="requests in flight at most")
+    max_retries: Annotated[int, Field(ge=0)] = Field(5, description="retries after the first try")
+    timeout_s: Annotated[float, Field(gt=0)] = 120.0
+    backoff_s: Annotated[float, Field(gt=0)] = Field(1.0, description="first backoff ceiling")
+    max_backoff_s: Annotated[float, Field(gt=0)] = 60.0
+    json_mode: bool = Field(
+        True, description='send response_format {"type": "json_object"} (vLLM, OpenAI, Ollama)'
+    )
+
+
+class TransformersTeacherParams(Section):
+    """A local model folder, generated in batches on this machine."""
+
+    batch_size: Annotated[int, Field(ge=1)] = 8
+    device: str = Field("cpu", description="cpu, cuda, cuda:1, ...")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+
+
+class SamplingParams(Section):
+    temperature: Annotated[float, Field(ge=0)] = 0.7
+    top_p: Annotated[float, Field(gt=0, le=1)] = 0.95
+    max_tokens: Annotated[int, Field(ge=1)] = 1024
+    seed: int | None = Field(0, description="sampling seed where the backend takes one")
+
+
+class GenerateParams(Section):
+    """Synthetic instructions: a teacher reads paragraphs and writes instruction records."""
+
+    text_sources: list[str] = Field(description="keys of `text_sources` to sample from")
+    paragraphs: Annotated[int, Field(ge=1)] = Field(description="how many paragraphs to pick")
+    quotas: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        description="seed task -> weight; the picked paragraphs are split in these proportions"
+    )
+    seed: int = 0
+    min_words: Annotated[int, Field(ge=1)] = Field(30, description="shorter paragraphs are skipped")
+    max_words: Annotated[int, Field(ge=1)] = Field(800, description="longer ones are skipped")
+    max_scan: int | None = Field(
+        None, description="read at most this many paragraphs of each source; null: all"
+    )
+    templates: str = Field("templates/generate", description="folder of prompt template versions")
+    template_version: str = Field("v1", description="subfolder of `templates`")
+    backend: Literal["authors", "openai", "transformers"] = Field(
+        description="authors: only answers already in the cache (the project's own); "
+        "openai or transformers: a teacher is asked for what the cache lacks"
+    )
+    model: str = Field(
+        description="teacher: the served model id (openai), a local folder (transformers), "
+        "or a name (authors); part of the cache key and of each record's meta"
+    )
+    offline: bool = Field(False, description="never call the teacher: a cache miss is an error")
+    cache: str = Field(
+        "data/generate_cache/answers.jsonl",
+        description="the answers cache a teacher's answers are appended to (a DVC persist output)",
+    )
+    shipped_cache: str | None = Field(
+        "data/generate_cache/authors.jsonl",
+        description="answers kept in git, read only (the project's own, for the sample)",
+    )
+    openai: OpenAIParams = OpenAIParams()
+    transformers: TransformersTeacherParams = TransformersTeacherParams()
+    sampling: SamplingParams = SamplingParams()
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        from stages.schema import TASKS
+
+        unknown = sorted(set(self.quotas) - set(TASKS))
+        if unknown:
+            raise ValueError(f"quotas: unknown tasks {unknown} (known: {', '.join(TASKS)})")
+        if self.paragraphs < len(self.quotas):
+            raise ValueError("paragraphs must be at least the number of tasks in quotas")
+        if self.min_words > self.max_words:
+            raise ValueError("min_words is above max_words")
+        _check_name(self.template_version, "template_version")
+        return self
 
 
 class IngestParams(Section):
@@ -346,6 +448,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "dedup": DedupParams,
     "validate": ValidateParams,
     "shard": ShardParams,
+    "generate": GenerateParams,
     "evaluate": EvaluateParams,
     "report": ReportParams,
 }
@@ -426,6 +529,10 @@ def check_all(params: dict[str, Any] | None = None) -> list[str]:
             "clean.non_arabic_output_tasks and validate.non_arabic_output_tasks differ: "
             f"{sorted(lists['clean'])} vs {sorted(lists['validate'])}"
         )
+    wanted = (params.get("generate") or {}).get("text_sources") or []
+    unknown = [t for t in wanted if t not in (params.get("text_sources") or {})]
+    if unknown:
+        problems.append(f"generate.text_sources names unknown text sources: {unknown}")
     overlap = set(params.get("sources") or {}) & set(params.get("text_sources") or {})
     if overlap:
         problems.append(f"names used by both sources and text_sources: {sorted(overlap)}")

@@ -2,7 +2,8 @@
 
 Instruction sources are mapped column by column; task sources (labelled items) become
 instructions through the Arabic phrasings of the templates file, several per item, all of
-one item sharing a split group.
+one item sharing a split group; records sources (what `generate` wrote) are already in the
+schema and keep their origin and meta, renamed to this source.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from stages.console import StageError, console, parser, progress, run
 from stages.hub_fetch import check_snapshot
 from stages.paths import quarantine_path, raw_path
 from stages.readers import columns_of, read_rows
-from stages.schema import dump_meta, make_record
+from stages.schema import FIELDS, ORIGINS, dump_meta, load_meta, make_record
 from stages.storage import Quarantine, RecordWriter, write_json
 
 REQUIRED = ("instruction", "output")
@@ -69,6 +70,52 @@ def instruction_records(
                 source=name,
                 source_row=i,
                 origin=origin,
+                meta=meta,
+            ),
+            None,
+            "",
+        )
+
+
+def records_records(
+    name: str, src: config.SourceParams, rows: Iterator
+) -> Iterator[tuple[int, dict | None, str | None, str]]:
+    """Rows already in the record schema: checked, renamed to this source, id recomputed.
+    Where they came from before (a text source's row) stays in meta as `from_source`."""
+    for i, row, problem in rows:
+        raw = json.dumps(row, ensure_ascii=False, default=str) if isinstance(row, dict) else ""
+        if problem:
+            yield i, None, problem, raw
+            continue
+        if row.get("origin") not in ORIGINS:
+            yield i, None, f"unknown origin ({row.get('origin')!r})", raw
+            continue
+        try:
+            meta = load_meta(row.get("meta") or "")
+        except json.JSONDecodeError as e:
+            yield i, None, f"meta not JSON ({e.msg})", raw
+            continue
+        if not isinstance(meta, dict):
+            yield i, None, "meta not JSON (not an object)", raw
+            continue
+        missing = [f for f in ("instruction", "output", "task") if row.get(f) is None]
+        if missing:
+            yield i, None, f"missing value (column {missing[0]!r})", raw
+            continue
+        meta.setdefault("from_source", row.get("source"))
+        meta.setdefault("from_row", row.get("source_row"))
+        yield (
+            i,
+            make_record(
+                instruction=_text(row["instruction"]),
+                output=_text(row["output"]),
+                input=_text(row.get("input")) or "",
+                system=_text(row.get("system")) or "",
+                task=_text(row["task"]),
+                topic=_text(row.get("topic")) or "",
+                source=name,
+                source_row=i,
+                origin=row["origin"],
                 meta=meta,
             ),
             None,
@@ -174,6 +221,8 @@ def ingest(name: str, src: config.SourceParams, params: config.IngestParams) -> 
     rows = read_rows(path, src.format, params.batch_size, src.hf)
     if template is not None:
         records = task_records(name, src, rows, template, params.phrasings_per_item, params.seed)
+    elif src.kind == "records":
+        records = records_records(name, src, rows)
     else:
         records = instruction_records(name, src, rows)
 
@@ -215,6 +264,8 @@ def ingest(name: str, src: config.SourceParams, params: config.IngestParams) -> 
 def _needed_columns(src: config.SourceParams, template: dict | None) -> list[str]:
     if template is not None:
         return [src.columns.get(p, p) for p in _placeholders(template["phrasings"])]
+    if src.kind == "records":
+        return [f for f in FIELDS if f not in ("id", "source_row")]
     return [src.columns.get(f, f) for f in REQUIRED]
 
 

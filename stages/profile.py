@@ -54,6 +54,16 @@ def missing(params: dict) -> list[str]:
     for k, s in sources.items():
         if s.format == "hf" and s.hf.revision is None:
             problems.append(f"sources.{k}.hf.revision is not pinned (run `profile pin`)")
+    for k in params.get("text_sources") or {}:
+        t = config.named("text_sources", k, params)
+        if t.format == "hf" and t.hf.revision is None:
+            problems.append(f"text_sources.{k}.hf.revision is not pinned")
+    gen = config.section("generate", params) if params.get("generate") else None
+    if gen and gen.backend == "openai" and gen.openai.api_key_env:
+        if not os.environ.get(gen.openai.api_key_env):
+            problems.append(f"generate.openai.api_key_env: {gen.openai.api_key_env} is not set")
+    if gen and gen.backend == "transformers" and not Path(gen.model).is_dir():
+        problems.append(f"generate.model {gen.model!r} is not a local model folder")
     hub = [m.base.repo_id for m in models.values() if m.base.kind == "hub"]
     if hub and os.environ.get("HF_HUB_OFFLINE") == "1" and not _cached(hub):
         problems.append(

@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import ROOT, env
 
 STAGES = [
+    "generate",
     "ingest",
     "clean",
     "dedup",

@@ -256,3 +256,41 @@ def test_hf_source_reads_its_pinned_local_snapshot_and_refuses_another(tmp_path)
     moved = src(format="hf", path=str(snap), hf={"repo_id": "org/set", "revision": "b" * 40})
     with pytest.raises(StageError, match="params pin org/set@bbbb"):
         ingest("h", moved, PARAMS)
+
+
+def test_records_source_keeps_origin_task_and_meta_and_names_a_bad_row(tmp_path):
+    from stages.schema import make_record
+
+    good = make_record(
+        instruction="لخّص النص.",
+        input="نص قصير عن النخيل.",
+        output="النخيل شجرة صحراوية.",
+        task="summarization",
+        source="paras",
+        source_row=7,
+        origin="synthetic",
+        meta={"teacher_model": "t", "group": "paras:abc"},
+    )
+    pq.write_table(pa.Table.from_pylist([good]), tmp_path / "g.parquet")
+    source = src(kind="records", format="parquet", path="g.parquet")
+    assert ingest("synthetic", source, PARAMS)["records"] == 1
+    [r] = read("synthetic")
+    assert (r["origin"], r["task"], r["source"], r["id"]) == (
+        "synthetic",
+        "summarization",
+        "synthetic",
+        good["id"],
+    )
+    assert load_meta(r["meta"]) == {
+        "teacher_model": "t",
+        "group": "paras:abc",
+        "from_source": "paras",
+        "from_row": 7,
+    }
+    pq.write_table(
+        pa.Table.from_pylist([good, {**good, "origin": "invented"}]), tmp_path / "g.parquet"
+    )
+    with pytest.raises(StageError, match=r"g.parquet: row 1: unknown origin \('invented'\)"):
+        ingest("synthetic", source, PARAMS)
+    with pytest.raises(ValueError, match="must be format 'parquet'"):
+        src(kind="records", format="jsonl", path="g.jsonl")

@@ -44,7 +44,7 @@ def test_every_declared_output_is_there(pipeline):
         ):
             assert (pipeline / path).is_file(), path
         assert json.loads((pipeline / f"metrics/clean/{s}.json").read_text())["records_out"] > 0
-    for t in p["text_sources"]:  # declared, checked, not ingested until generation exists
+    for t in p["text_sources"]:  # read by generate, never ingested as such
         assert not (pipeline / f"data/raw/{t}.parquet").exists()
     for path in (
         "data/dedup/instar.parquet",
@@ -85,7 +85,7 @@ def test_dvc_metrics_show_lists_every_metrics_group(pipeline):
         assert f"metrics/train/{m}.json" in files and f"metrics/eval/{m}.json" in files
     for s in params(pipeline)["sources"]:
         assert f"metrics/clean/{s}.json" in files
-    assert {"metrics/dedup.json", "metrics/validation.json"} <= files
+    assert {"metrics/dedup.json", "metrics/validation.json", "metrics/generate.json"} <= files
 
 
 def test_counts_add_up_from_ingest_to_shard(pipeline):
@@ -135,7 +135,7 @@ def test_every_record_points_back_to_its_raw_row(pipeline):
         assert mine, name
         for r in mine:
             row = raw[r["source_row"]]
-            if src["kind"] == "instructions":
+            if src["kind"] in ("instructions", "records"):
                 # The raw row, cleaned as clean cleans it, is this very record.
                 again = make_record(
                     instruction=row["instruction"],
@@ -180,6 +180,32 @@ def test_published_columns_survive_in_meta(pipeline):
     metas = [json.loads(r["meta"]) for r in sample]
     assert all(set(m) == {"source", "uuid"} for m in metas)
     assert {r["origin"] for r in sample} == {"collected", "synthetic"}
+
+
+def test_generate_runs_from_the_shipped_cache_and_its_records_reach_the_dataset(pipeline):
+    m = json.loads((pipeline / "metrics/generate.json").read_text())
+    assert m["prompts"] > 0 and m["cache_hits"] == m["prompts"] and m["cache_hit_rate"] == 1.0
+    assert m["teacher_calls"] == m["prompts_asked"] == m["tokens_in"] == m["tokens_out"] == 0
+    assert m["failures"] == 0 and m["records"] == m["prompts"]
+    teacher = params(pipeline)["generate"]["model"]
+    records = instar(pipeline)
+    synthetic = [r for r in records if r["source"] == "synthetic"]
+    assert len(synthetic) == m["records"]  # all pass clean, dedup and validate
+    assert {r["origin"] for r in synthetic} == {"synthetic"}
+    metas = [json.loads(r["meta"]) for r in synthetic]
+    assert {x["teacher_model"] for x in metas} == {teacher}
+    assert {x["prompt_id"] for x in metas} == {f"v1/{t}" for t in m["records_by_task"]}
+    assert Counter(r["task"] for r in synthetic) == Counter(m["records_by_task"])
+    # Every record of one paragraph is in one split (its group), never across two.
+    by_group = {}
+    for split in ("train", "validation", "test"):
+        for r in instar(pipeline, split):
+            if r["source"] == "synthetic":
+                by_group.setdefault(json.loads(r["meta"])["group"], set()).add(split)
+    assert all(len(s) == 1 for s in by_group.values())
+    # The answers cache is a persisted output: there, its header only (no teacher answered).
+    cache = (pipeline / params(pipeline)["generate"]["cache"]).read_text().splitlines()
+    assert [json.loads(line) for line in cache] == [{"instar_answers_cache": 1}]
 
 
 def test_manifest_and_dataset_card_agree_with_the_shards(pipeline):
