@@ -214,8 +214,9 @@ def test_adapters_lower_test_perplexity_and_the_report_shows_every_model(pipelin
     summary = (pipeline / "reports/summary.md").read_text()
     for m in params(pipeline)["models"]:
         ev = json.loads((pipeline / f"metrics/eval/{m}.json").read_text())
-        assert ev["instar_test"]["perplexity"] < ev["base"]["instar_test"]["perplexity"]
-        assert ev["delta"]["instar_test"]["loss"] < 0
+        base = json.loads((pipeline / f"metrics/eval_base/{m}.json").read_text())
+        assert ev["instar_test.perplexity"] < base["instar_test.perplexity"]
+        assert ev["delta.instar_test.loss"] < 0
         tr = json.loads((pipeline / f"metrics/train/{m}.json").read_text())
         assert tr["last_logged_loss"] < tr["first_logged_loss"]
         assert f"| {m} | base |" in summary and f"| {m} | + InstAr adapter |" in summary
