@@ -56,13 +56,14 @@ def include_dir(src: Path, dest: Path, root: Path = ROOT) -> Path:
     return dest
 
 
-def make_lm(pretrained: str, peft: str | None, m: config.ModelParams, batch_size: int):
-    """lm-eval's `hf` model, as `lm_eval --model hf --model_args pretrained=...,peft=...`."""
-    from lm_eval.api.registry import get_model
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
+
+def lm_args(pretrained: str, peft: str | None, m: config.ModelParams) -> dict[str, Any]:
+    """model_args of lm-eval's `hf` model for a model of params.yaml."""
     args: dict[str, Any] = {
         "pretrained": pretrained,
-        "dtype": {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[m.train.precision],
+        "dtype": DTYPES[m.train.precision],
         "trust_remote_code": False,
     }
     if m.base.kind == "hub" and m.base.revision and not Path(pretrained).is_dir():
@@ -71,9 +72,15 @@ def make_lm(pretrained: str, peft: str | None, m: config.ModelParams, batch_size
         args["load_in_4bit"] = True
     if peft:
         args["peft"] = peft
-    return get_model("hf").create_from_arg_obj(
-        args, {"batch_size": batch_size, "device": m.train.device}
-    )
+    return args
+
+
+def make_lm(args: dict[str, Any], device: str, batch_size: int):
+    """lm-eval's `hf` model, as `lm_eval --model hf --model_args pretrained=...,peft=...`
+    (`pretrained` may also be a loaded transformers model, with `tokenizer` beside it)."""
+    from lm_eval.api.registry import get_model
+
+    return get_model("hf").create_from_arg_obj(args, {"batch_size": batch_size, "device": device})
 
 
 def _leaves(results: dict[str, Any]) -> dict[str, int]:

@@ -82,10 +82,10 @@ def assistant_loss(
     }
 
 
-def fingerprint(folders: list[Path], m: config.ModelParams) -> str:
+def fingerprint(folders: list[Path], salt: str) -> str:
     """Identity of the weights for lm-eval's request cache: every file's name and size, and
     the bytes of files under 64 MiB (large weight files: their first and last MiB)."""
-    h = hashlib.sha256(f"{m.train.precision}|{m.train.quantization}".encode())
+    h = hashlib.sha256(salt.encode())
     for folder in folders:
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
             size = path.stat().st_size
@@ -143,7 +143,7 @@ def evaluate_variant(
     model: str, m: config.ModelParams, params: config.EvaluateParams, variant: str
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Flat metrics of one variant (base or adapter) and its generations."""
-    from stages.benchmarks import cache_path, make_lm, run_benchmarks
+    from stages.benchmarks import cache_path, lm_args, make_lm, run_benchmarks
     from stages.chat import supports_system, to_messages
     from stages.data import load_split
     from stages.loading import adapter_dir, require_device
@@ -156,9 +156,11 @@ def evaluate_variant(
         if not folder.is_dir():
             raise StageError(f"{folder}: missing; run `dvc repro` up to it first")
     label = f"{model} {variant}"
-    lm = make_lm(model_source(model, m), peft, m, params.benchmarks.batch_size)
+    args = lm_args(model_source(model, m), peft, m)
+    lm = make_lm(args, m.train.device, params.benchmarks.batch_size)
     bench = params.benchmarks
-    cache = cache_path(bench.request_cache, f"{model}-{variant}-{fingerprint(folders, m)}")
+    salt = f"{m.train.precision}|{m.train.quantization}|{m.base.revision}"
+    cache = cache_path(bench.request_cache, f"{model}-{variant}-{fingerprint(folders, salt)}")
     metrics = run_benchmarks(lm, bench, cache, LM_EVAL / model / variant, label)
 
     net, tokenizer = lm.model, lm.tokenizer

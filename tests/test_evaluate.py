@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from stages import benchmarks, config
+from stages import benchmarks
 from stages.contamination import find, questions
 from stages.evaluate import deltas, fingerprint, plot_rows
 from stages.textmetrics import ArabicTokenizer, rouge_l
@@ -123,15 +123,12 @@ def test_deltas_are_adapter_minus_base_for_scores_only():
 
 
 def test_request_cache_file_follows_the_weights(tmp_path):
-    m = config.ModelParams.model_validate(
-        {"base": {"kind": "config", "architecture": "llama", "chat_template": "llama3"}}
-    )
     (tmp_path / "adapter").mkdir()
     weights = tmp_path / "adapter" / "adapter_model.safetensors"
     weights.write_bytes(b"one")
-    first = fingerprint([tmp_path / "adapter"], m)
+    first = fingerprint([tmp_path / "adapter"], "fp32")
     weights.write_bytes(b"two")
-    assert fingerprint([tmp_path / "adapter"], m) != first
+    assert fingerprint([tmp_path / "adapter"], "fp32") != first
 
 
 def train_split(folder: Path, rows: list[dict]) -> Path:
@@ -175,3 +172,22 @@ def test_contamination_finds_normalised_questions_in_training_fields(tmp_path):
         (0, "r1", "contained"),
         (2, "r3", "exact"),
     ]
+
+
+def test_paper_profile_runs_oall_v1_tasks_zero_shot_without_chat_template():
+    from lm_eval.tasks import TaskManager
+
+    from scripts.gpu_eval import bench_params, dataset_repos
+
+    params = bench_params(ROOT / "profiles/paper.yaml", {})
+    assert params.num_fewshot == 0 and params.apply_chat_template is False
+    assert len(params.tasks) == 15 and "arabicmmlu" in params.tasks.values()
+    # What `scripts.gpu_eval fetch` would snapshot, read off lm-eval's own task index.
+    assert dataset_repos(TaskManager(), list(params.tasks.values())) == {
+        "MBZUAI/ArabicMMLU",
+        "OALL/ACVA",
+        "OALL/AlGhafa-Arabic-LLM-Benchmark-Native",
+        "OALL/AlGhafa-Arabic-LLM-Benchmark-Translated",
+        "OALL/Arabic_EXAMS",
+        "OALL/Arabic_MMLU",
+    }

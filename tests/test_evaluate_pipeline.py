@@ -86,3 +86,27 @@ def test_a_lora_rank_change_reevaluates_the_adapter_only_and_metrics_diff_lists_
     assert "metrics/eval_base/tiny.json" not in diff or all(
         v["diff"] == 0 for v in diff["metrics/eval_base/tiny.json"].values()
     )
+
+
+def test_gpu_eval_script_runs_a_config_built_llama_with_a_random_adapter_on_cpu(pipeline, tmp_path):
+    """The GPU script's CPU-side path: the Llama-3-8B architecture scaled down, our sets."""
+    from scripts.gpu_eval import main
+
+    small = {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "vocab_size": 4096,
+    }
+    out = tmp_path / "gpu.json"
+    main(["run", "--from-config", "llama3-8b", "--config-overrides", json.dumps(small),
+          "--tokenizer", str(pipeline / "models/tiny/base"), "--device", "cpu", "--limit", "8",
+          "--out", str(out)])  # fmt: skip
+    result = json.loads(out.read_text())
+    for name in ("alghafa", "acva", "mmlu"):
+        assert result[f"base.oall.{name}.items"] == result[f"oall.{name}.items"] == 8
+        assert f"delta.oall.{name}.acc_norm" in result
+    assert result["throughput.items_per_second"] > 0
+    assert (tmp_path / "gpu" / "adapter" / "instar_acva.jsonl").is_file()
