@@ -63,7 +63,7 @@ def results_table(evals: dict, bases: dict) -> list[str]:
     }
     head = [f"{n} ({metric[n]})" for n in names]
     head += ["average", "average (size-weighted)", "test ppl", "chrF", "ROUGE-L"]
-    lines = ["| model | " + " | ".join(head) + " |", "|---|" + "---:|" * len(head)]
+    lines = ["| model | variant | " + " | ".join(head) + " |", "|---|---|" + "---:|" * len(head)]
     for model in evals:
         for label, sc in (("base", bases.get(model, {})), ("+ InstAr adapter", evals[model])):
             cells = [_pct(score(sc, n)[0]) for n in names]

@@ -110,3 +110,16 @@ def test_gpu_eval_script_runs_a_config_built_llama_with_a_random_adapter_on_cpu(
         assert f"delta.oall.{name}.acc_norm" in result
     assert result["throughput.items_per_second"] > 0
     assert (tmp_path / "gpu" / "adapter" / "instar_acva.jsonl").is_file()
+
+
+def test_report_has_a_paper_style_table_and_the_card_shows_its_charts(pipeline):
+    summary = (pipeline / "reports/summary.md").read_text()
+    header = next(line for line in summary.splitlines() if line.startswith("| model |"))
+    for name in benchmark_tasks(pipeline):
+        assert f"| {name} (acc_norm) |" in header or f" {name} (acc_norm) " in header
+    assert "average" in header and "test ppl" in header
+    contamination = json.loads((pipeline / "metrics/contamination.json").read_text())
+    assert f"Contamination: {contamination['contamination.items_in_train']} of" in summary
+    card = (pipeline / "data/instar/README.md").read_text()
+    for png in ("task_mix", "source_mix", "lengths"):
+        assert f"(card/{png}.png)" in card

@@ -67,7 +67,14 @@ def test_every_declared_output_is_there(pipeline):
         assert not list(adapter.rglob("*.bin")) and not list(base.rglob("*.bin"))
         assert (pipeline / f"metrics/eval/{m}.json").is_file()
         assert (pipeline / f"dvclive/{m}/plots/metrics/train/loss.tsv").is_file()
-    for png in ("reports/perplexity.png", "reports/train_loss.png"):
+    for png in (
+        "reports/perplexity.png",
+        "reports/train_loss.png",
+        "reports/benchmarks.png",
+        "data/instar/card/task_mix.png",
+        "data/instar/card/source_mix.png",
+        "data/instar/card/lengths.png",
+    ):
         assert (pipeline / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
