@@ -18,6 +18,7 @@ STAGES = [
     "shard",
     "base",
     "train",
+    "contamination",
     "evaluate",
     "report",
     "config",
