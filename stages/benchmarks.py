@@ -130,12 +130,17 @@ def sample_rows(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
     every choice, the strings scored, the gold index and lm-eval's own verdicts."""
     rows = []
     for s in samples:
+        continuations = [a[1] for a in s["arguments"]]
+        # Tasks whose choices come from a function (ArabicMMLU) keep none in the doc: the
+        # scored strings less lm-eval's default target delimiter (one space) are the choices.
+        choices = s["doc"].get("choices") or [c.removeprefix(" ") for c in continuations]
+        target = s["target"]
         rows.append(
             {
                 "doc_id": s["doc_id"],
-                "target": int(s["target"]),
-                "choices": list(s["doc"]["choices"]),
-                "continuations": [a[1] for a in s["arguments"]],
+                "target": int(target) if str(target).isdigit() else target,
+                "choices": list(choices),
+                "continuations": continuations,
                 "loglikelihoods": [float(r[0]) for r in s["filtered_resps"]],
                 "acc": s.get("acc"),
                 "acc_norm": s.get("acc_norm"),
