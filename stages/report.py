@@ -111,7 +111,7 @@ def summary(title: str, evals: dict, bases: dict, trains: dict, contamination: d
     lines += [
         "## Change from base to adapter",
         "",
-        "| model | Δ average acc_norm | Δ test loss | Δ test perplexity | Δ chrF |",
+        "| model | Δ average acc_norm (points) | Δ test loss | Δ test perplexity | Δ chrF |",
         "|---|---:|---:|---:|---:|",
     ]
     for model, ev in evals.items():
