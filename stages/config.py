@@ -432,10 +432,69 @@ class ModelParams(Section):
     train: TrainParams = TrainParams()
 
 
+class BenchmarkParams(Section):
+    """Benchmarks through lm-evaluation-harness (stages/benchmarks.py)."""
+
+    tasks: dict[str, str] = Field(
+        default_factory=lambda: {
+            "alghafa": "instar_alghafa",
+            "acva": "instar_acva",
+            "mmlu": "instar_mmlu",
+        },
+        description="metric name -> lm-eval task or group (a group's subtasks are averaged)",
+    )
+    include_path: str | None = Field(
+        "benchmarks/tasks", description="folder of local task YAMLs; null: lm-eval's own only"
+    )
+    num_fewshot: Annotated[int, Field(ge=0)] = 0
+    limit: Annotated[int, Field(gt=0)] | None = Field(None, description="items per task")
+    batch_size: Annotated[int, Field(gt=0)] = 16
+    apply_chat_template: bool = False
+    request_cache: str | None = Field(
+        ".cache/lm_eval", description="folder of lm-eval's request cache (null: off)"
+    )
+
+    @model_validator(mode="after")
+    def _names(self):
+        for name in self.tasks:
+            _check_name(name, "benchmark")
+        if not self.tasks:
+            raise ValueError("benchmarks.tasks is empty")
+        return self
+
+
+class GenerationParams(Section):
+    """Greedy answers to the first `samples` test records, scored with chrF and ROUGE-L."""
+
+    samples: Annotated[int, Field(ge=0)] = 16
+    max_new_tokens: Annotated[int, Field(gt=0)] = 48
+    batch_size: Annotated[int, Field(gt=0)] = 16
+
+
 class EvaluateParams(Section):
     batch_size: Annotated[int, Field(gt=0)] = 8
     max_length: Annotated[int, Field(gt=0)] = 512
     limit: int | None = Field(None, description="evaluate only the first N test records")
+    benchmarks: BenchmarkParams = BenchmarkParams()
+    generation: GenerationParams = GenerationParams()
+
+
+class ContaminationParams(Section):
+    """Benchmark items whose normalised question text is in the training split."""
+
+    files: dict[str, str] = Field(
+        default_factory=lambda: {
+            "data/benchmarks/alghafa.jsonl": "query",
+            "data/benchmarks/acva.jsonl": "question",
+            "data/benchmarks/mmlu.jsonl": "question",
+        },
+        description="benchmark file (jsonl) -> the field holding the question",
+    )
+    min_words: Annotated[int, Field(ge=1)] = Field(
+        5,
+        description="a shorter question counts only when a whole training field equals it; "
+        "a longer one also when it occurs inside a training field",
+    )
 
 
 class ReportParams(Section):
@@ -450,6 +509,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "shard": ShardParams,
     "generate": GenerateParams,
     "evaluate": EvaluateParams,
+    "contamination": ContaminationParams,
     "report": ReportParams,
 }
 NAMED_SECTIONS: dict[str, type[BaseModel]] = {

@@ -55,6 +55,57 @@ def _quantiles(values: list[int]) -> str:
     )
 
 
+CHARTS = {
+    "task_mix.png": "Tasks",
+    "source_mix.png": "Sources",
+    "lengths.png": "Lengths",
+}
+
+
+def _share_chart(ax, counts: dict[str, dict[str, int]], splits: list[str], title: str) -> None:
+    """Horizontal bars: records per key, stacked by split."""
+    keys = sorted(
+        {k for s in splits for k in counts[s]},
+        key=lambda k: -sum(counts[s].get(k, 0) for s in splits),
+    )[::-1]
+    left = [0] * len(keys)
+    for s in splits:
+        values = [counts[s].get(k, 0) for k in keys]
+        ax.barh(keys, values, left=left, label=s)
+        left = [a + b for a, b in zip(left, values, strict=True)]
+    ax.set_xlabel("records")
+    ax.set_title(title)
+    ax.legend()
+
+
+def card_charts(folder, manifest: dict[str, Any], lengths: dict[str, list[int]]) -> list[str]:
+    """PNG charts for the card: task mix, source mix, length distributions (words)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    splits = list(manifest["splits"])
+    by = lambda kind: {s: manifest["splits"][s].get(f"by_{kind}", {}) for s in splits}  # noqa: E731
+    for name, kind in (("task_mix.png", "task"), ("source_mix.png", "source")):
+        fig, ax = plt.subplots(figsize=(6.5, 0.4 * len(by(kind)[splits[0]] or [0]) + 2.5))
+        _share_chart(ax, by(kind), splits, f"records by {kind}")
+        fig.tight_layout()
+        fig.savefig(folder / name, dpi=100)
+        plt.close(fig)
+    fig, axes = plt.subplots(1, len(lengths), figsize=(4 * len(lengths), 3.2), squeeze=False)
+    for ax, (field, values) in zip(axes[0], lengths.items(), strict=True):
+        if values:
+            ax.hist(values, bins=min(40, max(5, len(set(values)))), log=True)
+        ax.set_xlabel(f"{field} length (words)")
+        ax.set_ylabel("records")
+    fig.tight_layout()
+    fig.savefig(folder / "lengths.png", dpi=100)
+    plt.close(fig)
+    return list(CHARTS)
+
+
 def dataset_card(manifest: dict[str, Any], lengths: dict[str, list[int]]) -> str:
     splits = list(manifest["splits"])
     header = {
@@ -111,9 +162,13 @@ template that phrased a labelled item). `origin` is `collected` or `synthetic`.
 
 ### Tasks
 
+![records by task](card/task_mix.png)
+
 {_table(by("task"), splits)}
 
 ### Sources
+
+![records by source](card/source_mix.png)
 
 {_table(by("source"), splits)}
 
@@ -122,6 +177,8 @@ template that phrased a labelled item). `origin` is `collected` or `synthetic`.
 {_table(by("origin"), splits)}
 
 ### Lengths (words)
+
+![length distributions](card/lengths.png)
 
 - instruction: {_quantiles(lengths["instruction"])}
 - output: {_quantiles(lengths["output"])}

@@ -1,19 +1,39 @@
-"""evaluate@<model>: the adapter against its base on the InstAr test split.
+"""evaluate_base@<model> and evaluate@<model>: the base model, then its adapter, measured alike.
 
-Loss counts the assistant's tokens only, as in training; perplexity is exp(mean token
-loss). Results go to metrics/eval/<model>.json as `instar_test.*` (adapter), `base.*`
-and `delta.*` (adapter minus base), so `dvc metrics diff` lines them up.
+Each variant is lm-eval's `hf` model (`pretrained=<base>`, plus `peft=<adapter>` for the
+adapter), run on:
+  - the benchmarks of `evaluate.benchmarks` (stages/benchmarks.py): `oall.*`, per-item logs
+    in reports/lm_eval/<model>/<variant>/<task>.jsonl;
+  - the InstAr test split: loss on the assistant's tokens, as in training, and perplexity
+    = exp(loss) (`instar_test.loss`, `instar_test.perplexity`);
+  - greedy answers to the first `evaluate.generation.samples` test records, scored against
+    the reference with chrF and ROUGE-L on Arabic words (`instar_test.chrf`,
+    `instar_test.rougeL`), saved for reading in reports/samples/.
+The base stage writes metrics/eval_base/<model>.json; the adapter stage writes
+metrics/eval/<model>.json with the same keys, `delta.<key>` (adapter minus base) and the
+contamination count, and reports/plots/eval_<model>.json for `dvc plots`. The base is its own
+stage so that a change to LoRA or training params does not evaluate it again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from pathlib import Path
 from typing import Any
 
 from stages import config
-from stages.console import console, parser, progress, run
-from stages.storage import write_json
+from stages.base import base_dir
+from stages.console import StageError, console, parser, progress, run
+from stages.storage import atomic_path, write_json
+
+METRICS = Path("metrics/eval")
+BASE_METRICS = Path("metrics/eval_base")
+CONTAMINATION = Path("metrics/contamination.json")
+SAMPLES = Path("reports/samples")
+LM_EVAL = Path("reports/lm_eval")
+PLOTS = Path("reports/plots")
 
 
 def encode(tokenizer, messages: list[dict], max_length: int) -> tuple[list[int], list[int]]:
@@ -62,44 +82,208 @@ def assistant_loss(
     }
 
 
-def evaluate(model: str, m: config.ModelParams, params: config.EvaluateParams) -> dict[str, Any]:
-    from peft import PeftModel
+def fingerprint(folders: list[Path], salt: str) -> str:
+    """Identity of the weights for lm-eval's request cache: every file's name and size, and
+    the bytes of files under 64 MiB (large weight files: their first and last MiB)."""
+    h = hashlib.sha256(salt.encode())
+    for folder in folders:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            size = path.stat().st_size
+            h.update(f"{path.relative_to(folder)}|{size}".encode())
+            with open(path, "rb") as f:
+                if size < 64 << 20:
+                    h.update(f.read())
+                else:
+                    h.update(f.read(1 << 20))
+                    f.seek(-(1 << 20), 2)
+                    h.update(f.read())
+    return h.hexdigest()[:16]
 
+
+def generate(net, tokenizer, prompts: list[list[dict]], params: config.EvaluateParams) -> list:
+    """Greedy answers, batched with left padding."""
+    import torch
+
+    gen = params.generation
+    room = max(params.max_length - gen.max_new_tokens, 8)
+    encoded = [
+        tokenizer.apply_chat_template(
+            p, add_generation_prompt=True, tokenize=True, return_dict=True
+        )["input_ids"][-room:]
+        for p in prompts
+    ]
+    pad = tokenizer.pad_token_id
+    answers: list[str] = []
+    batches = range(0, len(encoded), gen.batch_size)
+    net.eval()
+    with torch.no_grad():
+        for start in progress(batches, "generate", len(batches)):
+            chunk = encoded[start : start + gen.batch_size]
+            width = max(len(ids) for ids in chunk)
+            ids = torch.tensor([[pad] * (width - len(i)) + i for i in chunk], device=net.device)
+            mask = torch.tensor(
+                [[0] * (width - len(i)) + [1] * len(i) for i in chunk], device=net.device
+            )
+            out = net.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=gen.max_new_tokens,
+                do_sample=False,
+                pad_token_id=pad,
+            )
+            answers += tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+    return [a.strip() for a in answers]
+
+
+def model_source(model: str, m: config.ModelParams) -> str:
+    return str(base_dir(model)) if m.base.kind == "config" else str(m.base.repo_id)
+
+
+def evaluate_variant(
+    model: str, m: config.ModelParams, params: config.EvaluateParams, variant: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Flat metrics of one variant (base or adapter) and its generations."""
+    from stages.benchmarks import cache_path, lm_args, make_lm, run_benchmarks
     from stages.chat import supports_system, to_messages
     from stages.data import load_split
-    from stages.loading import adapter_dir, load_base, require_device
+    from stages.loading import adapter_dir, require_device
+    from stages.textmetrics import chrf, rouge_l, sentence_chrf
 
     require_device(model, m)
-    tokenizer, net = load_base(model, m)
+    peft = str(adapter_dir(model)) if variant == "adapter" else None
+    folders = [base_dir(model)] + ([adapter_dir(model)] if peft else [])
+    for folder in folders:
+        if not folder.is_dir():
+            raise StageError(f"{folder}: missing; run `dvc repro` up to it first")
+    label = f"{model} {variant}"
+    args = lm_args(model_source(model, m), peft, m)
+    lm = make_lm(args, m.train.device, params.benchmarks.batch_size)
+    bench = params.benchmarks
+    salt = f"{m.train.precision}|{m.train.quantization}|{m.base.revision}"
+    cache = cache_path(bench.request_cache, f"{model}-{variant}-{fingerprint(folders, salt)}")
+    metrics = run_benchmarks(lm, bench, cache, LM_EVAL / model / variant, label)
+
+    net, tokenizer = lm.model, lm.tokenizer
     system_role = supports_system(tokenizer)
     test = load_split("test", params.limit)
     examples = [to_messages(r, system_role) for r in test]
-    base = assistant_loss(net, tokenizer, examples, params, f"{model} base")
-    tuned = PeftModel.from_pretrained(net, str(adapter_dir(model)))
-    adapter = assistant_loss(tuned, tokenizer, examples, params, f"{model} adapter")
-    result = {
-        "examples": len(examples),
-        "instar_test": adapter,
-        "base": {"instar_test": base},
-        "delta": {
-            "instar_test": {k: round(adapter[k] - base[k], 5) for k in ("loss", "perplexity")}
-        },
-    }
+    loss = assistant_loss(net, tokenizer, examples, params, label)
+    metrics.update({f"instar_test.{k}": v for k, v in loss.items()})
+    metrics["instar_test.records"] = len(test)
+
+    rows = test.select(range(min(params.generation.samples, len(test)))).to_list()
+    answers = generate(net, tokenizer, [to_messages(r, system_role)[:-1] for r in rows], params)
+    refs = [r["output"] for r in rows]
+    rouges = rouge_l(answers, refs) if rows else []
+    metrics["instar_test.generated"] = len(rows)
+    if rows:
+        metrics["instar_test.chrf"] = round(chrf(answers, refs), 4)
+        metrics["instar_test.rougeL"] = round(sum(rouges) / len(rouges), 6)
+    generations = [
+        {
+            "id": r["id"],
+            "task": r["task"],
+            "prompt": to_messages(r, True)[-2]["content"],
+            "reference": r["output"],
+            "answer": a,
+            "chrf": round(sentence_chrf(a, r["output"]), 3),
+            "rougeL": round(g, 4),
+        }
+        for r, a, g in zip(rows, answers, rouges, strict=True)
+    ]
     console.print(
-        f"evaluate {model}: perplexity base {base['perplexity']} -> adapter {adapter['perplexity']}"
+        f"evaluate {label}: perplexity {loss['perplexity']}, "
+        f"benchmarks mean acc_norm {metrics.get('oall.mean_unweighted.acc_norm')}"
     )
-    return result
+    return metrics, generations
+
+
+# Counts, not scores: no delta for them.
+NO_DELTA = (".items", ".tokens", ".records", ".generated")
+
+
+def deltas(adapter: dict[str, Any], base: dict[str, Any]) -> dict[str, float]:
+    return {
+        f"delta.{k}": round(v - base[k], 6)
+        for k, v in adapter.items()
+        if isinstance(v, int | float) and k in base and not k.endswith(NO_DELTA)
+    }
+
+
+def plot_rows(adapter: dict[str, Any], base: dict[str, Any], benchmarks: list[str]) -> list:
+    """Rows for the `dvc plots` bar chart: one per benchmark and variant."""
+    rows = []
+    for name in [*benchmarks, "mean_unweighted"]:
+        for variant, scores in (("base", base), ("adapter", adapter)):
+            key = f"oall.{name}.acc_norm"
+            if key in scores:
+                label = f"{name} ({variant})"
+                rows.append({"benchmark": label, "variant": variant, "acc_norm": scores[key]})
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def evaluate_base(model: str, m: config.ModelParams, params: config.EvaluateParams) -> None:
+    metrics, generations = evaluate_variant(model, m, params, "base")
+    write_jsonl(SAMPLES / "base" / f"{model}.jsonl", generations)
+    write_json(BASE_METRICS / f"{model}.json", metrics)
+
+
+def evaluate_adapter(model: str, m: config.ModelParams, params: config.EvaluateParams) -> None:
+    base_file = BASE_METRICS / f"{model}.json"
+    if not base_file.is_file():
+        raise StageError(f"{base_file}: missing; run `dvc repro evaluate_base@{model}` first")
+    base = json.loads(base_file.read_text())
+    metrics, generations = evaluate_variant(model, m, params, "adapter")
+    metrics.update(deltas(metrics, base))
+    if CONTAMINATION.is_file():
+        metrics.update(json.loads(CONTAMINATION.read_text()))
+    base_answers = {g["id"]: g for g in read_jsonl(SAMPLES / "base" / f"{model}.jsonl")}
+    side_by_side = []
+    for g in generations:
+        b = base_answers.get(g["id"], {})
+        side_by_side.append(
+            {
+                "id": g["id"],
+                "task": g["task"],
+                "prompt": g["prompt"],
+                "reference": g["reference"],
+                "base": b.get("answer"),
+                "adapter": g["answer"],
+                "chrf": {"base": b.get("chrf"), "adapter": g["chrf"]},
+                "rougeL": {"base": b.get("rougeL"), "adapter": g["rougeL"]},
+            }
+        )
+    write_jsonl(SAMPLES / f"{model}.jsonl", side_by_side)
+    plot = plot_rows(metrics, base, list(params.benchmarks.tasks))
+    write_json(PLOTS / f"eval_{model}.json", plot)
+    write_json(METRICS / f"{model}.json", metrics)
+    console.print(
+        f"evaluate {model}: perplexity {base['instar_test.perplexity']} -> "
+        f"{metrics['instar_test.perplexity']}"
+    )
 
 
 def main() -> None:
     p = parser("evaluate", __doc__)
     p.add_argument("model", help="a key of `models` in params.yaml")
+    p.add_argument(
+        "--base", action="store_true", help="evaluate the base model (evaluate_base@<model>)"
+    )
     args = p.parse_args()
     params = config.read_params()
-    result = evaluate(
-        args.model, config.named("models", args.model, params), config.section("evaluate", params)
-    )
-    write_json(Path("metrics/eval") / f"{args.model}.json", result)
+    m = config.named("models", args.model, params)
+    ev = config.section("evaluate", params)
+    (evaluate_base if args.base else evaluate_adapter)(args.model, m, ev)
 
 
 if __name__ == "__main__":

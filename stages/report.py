@@ -1,4 +1,8 @@
-"""report: every model's figures side by side (reports/summary.md) and charts (reports/*.png)."""
+"""report: every model's figures side by side (reports/summary.md) and charts (reports/*.png).
+
+The results table has the shape of the paper's: one row per model and variant (base, base +
+InstAr adapter), one column per benchmark, the averages, and the InstAr test figures.
+"""
 
 from __future__ import annotations
 
@@ -27,24 +31,95 @@ def loss_curve(model: str) -> tuple[list[int], list[float]]:
     return [int(r["step"]) for r in rows], [float(r["loss"]) for r in rows]
 
 
-def summary(title: str, evals: dict, trains: dict) -> str:
+def benchmark_names(scores: dict[str, Any]) -> list[str]:
+    """Benchmarks in a flat metrics dict, in its key order (`oall.<name>.acc[_norm]`)."""
+    names: list[str] = []
+    for key in scores:
+        parts = key.split(".")
+        if len(parts) == 3 and parts[0] == "oall" and parts[2] in ("acc", "acc_norm"):
+            if not parts[1].startswith("mean_") and parts[1] not in names:
+                names.append(parts[1])
+    return sorted(names)
+
+
+def score(scores: dict[str, Any], name: str) -> tuple[float | None, str]:
+    """A benchmark's acc_norm (the leaderboard's metric), or acc where the task has no other."""
+    for metric in ("acc_norm", "acc"):
+        if f"oall.{name}.{metric}" in scores:
+            return scores[f"oall.{name}.{metric}"], metric
+    return None, ""
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.2f}"
+
+
+def results_table(evals: dict, bases: dict) -> list[str]:
+    """The paper's results table: one row per model and variant, one column per benchmark."""
+    names = sorted({n for ev in [*evals.values(), *bases.values()] for n in benchmark_names(ev)})
+    metric = {
+        n: next((score(ev, n)[1] for ev in evals.values() if score(ev, n)[0] is not None), "")
+        for n in names
+    }
+    head = [f"{n} ({metric[n]})" for n in names]
+    head += ["average", "average (size-weighted)", "test ppl", "chrF", "ROUGE-L"]
+    lines = ["| model | variant | " + " | ".join(head) + " |", "|---|---|" + "---:|" * len(head)]
+    for model in evals:
+        for label, sc in (("base", bases.get(model, {})), ("+ InstAr adapter", evals[model])):
+            cells = [_pct(score(sc, n)[0]) for n in names]
+            cells += [
+                _pct(sc.get("oall.mean_unweighted.acc_norm")),
+                _pct(sc.get("oall.mean_size_weighted.acc_norm")),
+                f"{sc['instar_test.perplexity']:.2f}" if "instar_test.perplexity" in sc else "",
+                f"{sc['instar_test.chrf']:.2f}" if "instar_test.chrf" in sc else "",
+                _pct(sc.get("instar_test.rougeL")),
+            ]
+            lines.append(f"| {model} | {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def summary(title: str, evals: dict, bases: dict, trains: dict, contamination: dict) -> str:
     lines = [
         f"# {title}",
         "",
-        "Written by the `report` stage from `metrics/eval/*.json` and `metrics/train/*.json`.",
-        "Perplexity is on the assistant tokens of the InstAr test split; lower is better.",
+        "Written by the `report` stage from `metrics/eval/*.json` (adapters),",
+        "`metrics/eval_base/*.json` (their base models), `metrics/train/*.json` and",
+        "`metrics/contamination.json`.",
         "",
         "## Results",
         "",
-        "| model | variant | test loss | test perplexity | Δ perplexity |",
-        "|---|---|---:|---:|---:|",
+        "Benchmarks: accuracy in percent through lm-evaluation-harness, 0-shot, `acc_norm`",
+        "(log-likelihood over the answer's length in characters) where the task has it.",
+        "A benchmark made of subtasks scores the unweighted mean of its subtasks, and",
+        "`average` is the unweighted mean over benchmarks, as the Open Arabic LLM Leaderboard",
+        "averages; `average (size-weighted)` is the mean over every item, as lm-eval's group",
+        "scores are. Base and adapter ran in the same harness with the same prompts: compare",
+        "them with each other, not with the leaderboard's lighteval numbers (README,",
+        "'Evaluation'). Test ppl: perplexity on the assistant tokens of the InstAr test split",
+        "(lower is better); chrF and ROUGE-L (percent): greedy answers to test prompts.",
+        "",
+        *results_table(evals, bases),
+        "",
+    ]
+    if contamination:
+        lines += [
+            f"Contamination: {contamination.get('contamination.items_in_train', 0)} of "
+            f"{contamination.get('contamination.items_checked', 0)} benchmark items have their "
+            "normalised question in the training split (reports/contamination.jsonl).",
+            "",
+        ]
+    lines += [
+        "## Change from base to adapter",
+        "",
+        "| model | Δ average acc_norm (points) | Δ test loss | Δ test perplexity | Δ chrF |",
+        "|---|---:|---:|---:|---:|",
     ]
     for model, ev in evals.items():
-        base, tuned = ev["base"]["instar_test"], ev["instar_test"]
-        lines.append(f"| {model} | base | {base['loss']:.4f} | {base['perplexity']:.2f} | |")
+        d = {k[len("delta.") :]: v for k, v in ev.items() if k.startswith("delta.")}
         lines.append(
-            f"| {model} | + InstAr adapter | {tuned['loss']:.4f} | "
-            f"{tuned['perplexity']:.2f} | {ev['delta']['instar_test']['perplexity']:+.2f} |"
+            f"| {model} | {_signed(d.get('oall.mean_unweighted.acc_norm'), 100)} | "
+            f"{_signed(d.get('instar_test.loss'))} | {_signed(d.get('instar_test.perplexity'))} | "
+            f"{_signed(d.get('instar_test.chrf'))} |"
         )
     lines += [
         "",
@@ -58,11 +133,23 @@ def summary(title: str, evals: dict, trains: dict) -> str:
             f"| {model} | {tr['steps']} | {tr['first_logged_loss']} | {tr['last_logged_loss']} "
             f"| {tr['eval_loss']} | {tr['tokens_per_second']} | {tr['trainable_parameters']:,} |"
         )
-    lines += ["", "![test perplexity](perplexity.png)", "", "![training loss](train_loss.png)", ""]
+    lines += [
+        "",
+        "![benchmarks, base and adapter](benchmarks.png)",
+        "",
+        "![test perplexity](perplexity.png)",
+        "",
+        "![training loss](train_loss.png)",
+        "",
+    ]
     return "\n".join(lines)
 
 
-def charts(evals: dict) -> None:
+def _signed(value: float | None, scale: float = 1) -> str:
+    return "" if value is None else f"{scale * value:+.2f}"
+
+
+def charts(evals: dict, bases: dict) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -73,13 +160,13 @@ def charts(evals: dict) -> None:
     xs = range(len(models))
     ax.bar(
         [x - 0.2 for x in xs],
-        [evals[m]["base"]["instar_test"]["perplexity"] for m in models],
+        [bases[m]["instar_test.perplexity"] for m in models],
         width=0.4,
         label="base",
     )
     ax.bar(
         [x + 0.2 for x in xs],
-        [evals[m]["instar_test"]["perplexity"] for m in models],
+        [evals[m]["instar_test.perplexity"] for m in models],
         width=0.4,
         label="+ adapter",
     )
@@ -88,6 +175,30 @@ def charts(evals: dict) -> None:
     ax.set_yscale("log")
     ax.legend()
     _save(fig, REPORTS / "perplexity.png")
+
+    names = sorted({n for ev in evals.values() for n in benchmark_names(ev)}) + ["average"]
+    fig, axes = plt.subplots(
+        1, len(models), figsize=(max(5, 0.9 * len(names)) * len(models), 3.8), squeeze=False
+    )
+    for ax, m in zip(axes[0], models, strict=True):
+        xs = range(len(names))
+        for offset, label, sc in ((-0.2, "base", bases[m]), (0.2, "+ adapter", evals[m])):
+            values = [
+                100
+                * (
+                    sc.get("oall.mean_unweighted.acc_norm")
+                    if n == "average"
+                    else score(sc, n)[0] or 0
+                )
+                for n in names
+            ]
+            ax.bar([x + offset for x in xs], values, width=0.4, label=label)
+        ax.set_xticks(list(xs), names, rotation=45, ha="right")
+        ax.set_ylabel("accuracy, % (acc_norm)")
+        ax.set_title(m)
+        ax.set_ylim(0, 100)
+        ax.legend()
+    _save(fig, REPORTS / "benchmarks.png")
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for m in models:
@@ -115,9 +226,17 @@ def main() -> None:
     evals = load_metrics(Path("metrics/eval"))
     if not evals:
         raise StageError("metrics/eval/ has no results; run the evaluate stages first")
+    bases = load_metrics(Path("metrics/eval_base"))
+    missing = sorted(set(evals) - set(bases))
+    if missing:
+        raise StageError(f"metrics/eval_base/ lacks {missing}; run the evaluate_base stages first")
     trains = load_metrics(Path("metrics/train"))
-    charts(evals)
-    write_text(REPORTS / "summary.md", summary(params.title, evals, trains))
+    contamination_file = Path("metrics/contamination.json")
+    contamination = (
+        json.loads(contamination_file.read_text()) if contamination_file.is_file() else {}
+    )
+    charts(evals, bases)
+    write_text(REPORTS / "summary.md", summary(params.title, evals, bases, trains, contamination))
     console.print(f"report: {len(evals)} models -> {REPORTS / 'summary.md'}")
 
 

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from stages import config
 from stages.console import StageError, console, parser, progress, run
-from stages.dataset_card import dataset_card
+from stages.dataset_card import card_charts, dataset_card
 from stages.schema import RECORD_SCHEMA, group_key
 from stages.storage import count_rows, iter_records, write_json, write_text
 
@@ -120,7 +120,8 @@ def shard(params: config.ShardParams) -> dict[str, Any]:
     }
     write_json(tmp / "manifest.json", manifest)
     write_text(tmp / "README.md", dataset_card(manifest, lengths))
-    for name in (*SPLITS, "manifest.json", "README.md"):
+    card_charts(tmp / "card", manifest, lengths)
+    for name in (*SPLITS, "manifest.json", "README.md", "card"):
         target = OUT / name
         if target.is_dir():
             shutil.rmtree(target)

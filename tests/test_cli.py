@@ -19,6 +19,7 @@ STAGES = [
     "shard",
     "base",
     "train",
+    "contamination",
     "evaluate",
     "report",
     "config",

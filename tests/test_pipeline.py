@@ -67,7 +67,14 @@ def test_every_declared_output_is_there(pipeline):
         assert not list(adapter.rglob("*.bin")) and not list(base.rglob("*.bin"))
         assert (pipeline / f"metrics/eval/{m}.json").is_file()
         assert (pipeline / f"dvclive/{m}/plots/metrics/train/loss.tsv").is_file()
-    for png in ("reports/perplexity.png", "reports/train_loss.png"):
+    for png in (
+        "reports/perplexity.png",
+        "reports/train_loss.png",
+        "reports/benchmarks.png",
+        "data/instar/card/task_mix.png",
+        "data/instar/card/source_mix.png",
+        "data/instar/card/lengths.png",
+    ):
         assert (pipeline / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -240,8 +247,9 @@ def test_adapters_lower_test_perplexity_and_the_report_shows_every_model(pipelin
     summary = (pipeline / "reports/summary.md").read_text()
     for m in params(pipeline)["models"]:
         ev = json.loads((pipeline / f"metrics/eval/{m}.json").read_text())
-        assert ev["instar_test"]["perplexity"] < ev["base"]["instar_test"]["perplexity"]
-        assert ev["delta"]["instar_test"]["loss"] < 0
+        base = json.loads((pipeline / f"metrics/eval_base/{m}.json").read_text())
+        assert ev["instar_test.perplexity"] < base["instar_test.perplexity"]
+        assert ev["delta.instar_test.loss"] < 0
         tr = json.loads((pipeline / f"metrics/train/{m}.json").read_text())
         assert tr["last_logged_loss"] < tr["first_logged_loss"]
         assert f"| {m} | base |" in summary and f"| {m} | + InstAr adapter |" in summary

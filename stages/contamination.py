@@ -1,0 +1,110 @@
+"""contamination: benchmark items whose question is in the InstAr training split.
+
+A question and every training record's instruction, input and output are reduced to the
+dedup key (stages/arabic.py: no diacritics, letter variants folded, no punctuation). An item
+counts when a training field equals its key, or, for a question of at least
+`contamination.min_words` words, when the key occurs in a field on word boundaries.
+Writes metrics/contamination.json (`contamination.items_in_train`, per file too) and
+reports/contamination.jsonl (the items found, for people to read).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from stages import config
+from stages.arabic import dedup_key
+from stages.console import StageError, console, parser, progress, run
+from stages.storage import atomic_path, write_json
+
+TRAIN = Path("data/instar/train")
+FIELDS = ["instruction", "input", "output"]
+
+
+def questions(path: Path, field: str) -> list[dict[str, Any]]:
+    """The items of one benchmark file: id and dedup key of the question."""
+    if not path.is_file():
+        raise StageError(f"{path}: no such benchmark file (params contamination.files)")
+    items = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                text = row[field]
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise StageError(f"{path}:{n}: not a JSON object with {field!r} ({e})") from None
+            items.append({"file": str(path), "id": row.get("id", n), "key": dedup_key(text)})
+    return items
+
+
+def find(items: list[dict[str, Any]], train: Path, min_words: int, batch_size: int = 8192):
+    """The items whose key is in the training split (each item's first hit only)."""
+    shards = sorted(train.glob("*.parquet"))
+    if not shards:
+        raise StageError(f"{train}: no shards; run `dvc repro shard` first")
+    found: dict[int, dict[str, Any]] = {}
+    batches = [
+        b
+        for s in shards
+        for b in pq.ParquetFile(s).iter_batches(batch_size=batch_size, columns=FIELDS + ["id"])
+    ]
+    for batch in progress(batches, "contamination", len(batches)):
+        ids = batch.column("id").to_pylist()
+        keys = [
+            (ids[i], dedup_key(t))
+            for f in FIELDS
+            for i, t in enumerate(batch.column(f).to_pylist())
+            if t
+        ]
+        exact = {k: rid for rid, k in keys}
+        # One string per batch, fields fenced by spaces: `in` on it is C-speed substring search.
+        haystack = " \n ".join(k for _, k in keys)
+        haystack = f" {haystack} "
+        for n, item in enumerate(items):
+            key = item["key"]
+            if n in found or not key:
+                continue
+            if key in exact:
+                found[n] = {**item, "train_id": exact[key], "match": "exact"}
+            elif len(key.split()) >= min_words and f" {key} " in haystack:
+                rid = next(r for r, k in keys if f" {key} " in f" {k} ")
+                found[n] = {**item, "train_id": rid, "match": "contained"}
+    return [found[n] for n in sorted(found)]
+
+
+def check(params: config.ContaminationParams, train: Path = TRAIN) -> tuple[dict, list[dict]]:
+    items: list[dict[str, Any]] = []
+    for file, field in params.files.items():
+        items += questions(Path(file), field)
+    hits = find(items, train, params.min_words)
+    metrics: dict[str, Any] = {
+        "contamination.items_checked": len(items),
+        "contamination.items_in_train": len(hits),
+    }
+    for file in params.files:
+        name = Path(file).stem
+        metrics[f"contamination.{name}.items_in_train"] = sum(h["file"] == file for h in hits)
+    return metrics, hits
+
+
+def main() -> None:
+    p = parser("contamination", __doc__)
+    p.parse_args()
+    metrics, hits = check(config.section("contamination"))
+    write_json(Path("metrics/contamination.json"), metrics)
+    with atomic_path(Path("reports/contamination.jsonl")) as tmp:
+        tmp.write_text("".join(json.dumps(h, ensure_ascii=False) + "\n" for h in hits))
+    console.print(
+        f"contamination: {metrics['contamination.items_in_train']} of "
+        f"{metrics['contamination.items_checked']} benchmark items are in the training split"
+    )
+
+
+if __name__ == "__main__":
+    run(main)

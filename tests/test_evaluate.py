@@ -1,0 +1,193 @@
+"""Evaluation pieces that run without the pipeline: local lm-eval tasks, metric names,
+Arabic ROUGE-L, the contamination check, the benchmark files themselves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from stages import benchmarks
+from stages.contamination import find, questions
+from stages.evaluate import deltas, fingerprint, plot_rows
+from stages.textmetrics import ArabicTokenizer, rouge_l
+from tests.conftest import ROOT
+
+BENCH = ROOT / "data/benchmarks"
+
+
+def read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def test_benchmark_files_follow_the_oall_schemas():
+    alghafa, acva, mmlu = (read(BENCH / f"{n}.jsonl") for n in ("alghafa", "acva", "mmlu"))
+    for rows in (alghafa, acva, mmlu):
+        assert len(rows) >= 60 and len({r["id"] for r in rows}) == len(rows)
+    assert all(
+        r["label"] in (0, 1, 2, 3) and all(r[f"sol{i}"] for i in range(1, 5)) for r in alghafa
+    )
+    assert {r["answer"] for r in acva} == {"صح", "خطأ"}
+    assert all(r["answer"] in "ABCD" and len(r["answer"]) == 1 for r in mmlu)
+
+
+def test_rouge_l_keeps_arabic_where_the_default_tokenizer_drops_it():
+    from rouge_score.rouge_scorer import RougeScorer
+
+    ref, pred = "عاصمة المغرب هي الرباط", "الرباط هي عاصمة المملكة المغربية"
+    # Longest common subsequence: one word of 4 (reference) and of 5 (prediction).
+    assert rouge_l([pred], [ref])[0] == pytest.approx(2 * (1 / 4) * (1 / 5) / (1 / 4 + 1 / 5))
+    assert rouge_l(["عاصمة المغرب الرباط"], [ref])[0] == pytest.approx(2 * (3 / 4) / (1 + 3 / 4))
+    assert rouge_l([ref], [ref])[0] == pytest.approx(1.0)
+    assert rouge_l(["شيء مختلف تماما"], [ref])[0] == 0
+    # rouge-score's own tokenizer deletes every non-Latin letter: nothing left to compare.
+    assert RougeScorer(["rougeL"]).score(ref, pred)["rougeL"].fmeasure == 0
+    # Diacritics and letter variants do not split a word in two.
+    assert ArabicTokenizer().tokenize("مدرسةٌ إلى") == ArabicTokenizer().tokenize("مدرسه الي")
+
+
+def test_local_tasks_load_offline_with_absolute_data_files(tmp_path, monkeypatch):
+    from lm_eval.tasks import TaskManager
+
+    monkeypatch.chdir(tmp_path)  # relative paths in the YAMLs must not depend on cwd
+    include = benchmarks.include_dir(ROOT / "benchmarks/tasks", tmp_path / "tasks")
+    text = (include / "instar_acva.yaml").read_text()
+    assert f"test: {(BENCH / 'acva.jsonl').resolve()}" in text
+    benchmarks.offline()
+    manager = TaskManager(include_path=str(include))
+    tasks = manager.load(["instar_alghafa", "instar_acva", "instar_mmlu"])["tasks"]
+    for name, n, first in (
+        ("alghafa", 4, "الأسئلة التالية"),
+        ("acva", 2, "السؤال:"),
+        ("mmlu", 4, "الأسئلة التالية"),
+    ):
+        task = tasks[f"instar_{name}"]
+        docs = list(task.test_docs())
+        assert len(docs) == len(read(BENCH / f"{name}.jsonl"))
+        prompt = task.doc_to_text(docs[0])
+        assert prompt.startswith(first) and prompt.endswith("الإجابة:")
+        assert len(task.doc_to_choice(docs[0])) == n
+    acva = read(BENCH / "acva.jsonl")
+    docs = list(tasks["instar_acva"].test_docs())
+    assert [d["gold"] for d in docs] == [["صح", "خطأ"].index(r["answer"]) for r in acva]
+
+
+def fake_results() -> dict:
+    """The shape of simple_evaluate's result for a group of two subtasks of unequal size."""
+    return {
+        "results": {
+            "grp": {"acc,none": 0.7, "acc_norm,none": 0.8},
+            "a": {"acc,none": 1.0, "acc_norm,none": 1.0},
+            "b": {"acc,none": 0.25, "acc_norm,none": 0.4},
+        },
+        "n-samples": {
+            "a": {"effective": 30, "original": 30},
+            "b": {"effective": 10, "original": 10},
+        },
+    }
+
+
+def test_group_scores_are_unweighted_with_lm_evals_weighted_mean_named_apart():
+    out = benchmarks.benchmark_metrics("acva", "grp", fake_results())
+    assert out["oall.acva.acc_norm"] == pytest.approx(0.7)  # (1.0 + 0.4) / 2
+    assert out["oall.acva.acc_norm_lmeval_weighted"] == 0.8
+    assert out["oall.acva.items"] == 40
+    single = benchmarks.benchmark_metrics(
+        "x", "a", {"results": {"a": {"acc,none": 0.5}}, "n-samples": {"a": {"effective": 3}}}
+    )
+    assert single == {"oall.x.items": 3, "oall.x.acc": 0.5}  # no acc_norm, no weighted key
+
+
+def test_overall_means_unweighted_over_benchmarks_and_weighted_over_items():
+    per = {
+        "p": {"oall.p.acc_norm": 1.0, "_leaf.p1.acc_norm": 1.0},
+        "q": {"oall.q.acc_norm": 0.0, "_leaf.q1.acc_norm": 0.0},
+    }
+    out = benchmarks.overall(per, {"p": {"p1": 30}, "q": {"q1": 10}})
+    assert out["oall.mean_unweighted.acc_norm"] == 0.5
+    assert out["oall.mean_size_weighted.acc_norm"] == 0.75
+
+
+def test_deltas_are_adapter_minus_base_for_scores_only():
+    base = {"oall.acva.acc_norm": 0.5, "oall.acva.items": 70, "instar_test.perplexity": 10.0}
+    adapter = {"oall.acva.acc_norm": 0.6, "oall.acva.items": 70, "instar_test.perplexity": 4.0}
+    assert deltas(adapter, base) == {
+        "delta.oall.acva.acc_norm": pytest.approx(0.1),
+        "delta.instar_test.perplexity": -6.0,
+    }
+    rows = plot_rows(adapter, base, ["acva"])
+    assert [(r["variant"], r["acc_norm"]) for r in rows] == [("base", 0.5), ("adapter", 0.6)]
+
+
+def test_request_cache_file_follows_the_weights(tmp_path):
+    (tmp_path / "adapter").mkdir()
+    weights = tmp_path / "adapter" / "adapter_model.safetensors"
+    weights.write_bytes(b"one")
+    first = fingerprint([tmp_path / "adapter"], "fp32")
+    weights.write_bytes(b"two")
+    assert fingerprint([tmp_path / "adapter"], "fp32") != first
+
+
+def train_split(folder: Path, rows: list[dict]) -> Path:
+    folder.mkdir(parents=True)
+    table = pa.table(
+        {k: [r.get(k, "") for r in rows] for k in ("id", "instruction", "input", "output")}
+    )
+    pq.write_table(table, folder / "part-0.parquet")
+    return folder
+
+
+def test_contamination_finds_normalised_questions_in_training_fields(tmp_path):
+    bench = tmp_path / "acva.jsonl"
+    bench.write_text(
+        "\n".join(
+            json.dumps({"id": i, "question": q}, ensure_ascii=False)
+            for i, q in enumerate(
+                [
+                    "عاصمة المملكة المغربية هي مدينة الرباط.",  # inside an instruction
+                    "الشمس نجم",  # short: exact only; appears inside a longer text
+                    "القمر كوكب",  # short and an exact input
+                    "سؤال لا يوجد في التدريب أبدا على الإطلاق",
+                ]
+            )
+        )
+    )
+    train = train_split(
+        tmp_path / "train",
+        [
+            {
+                "id": "r1",
+                "instruction": "صحح العبارة: عاصمةُ المملكة المغربيّة هي مدينة الرباط",
+                "output": "نعم",
+            },
+            {"id": "r2", "instruction": "هل الشمس نجم أم كوكب؟", "output": "نجم"},
+            {"id": "r3", "instruction": "أجب", "input": "القمرُ كوكب!", "output": "خطأ"},
+        ],
+    )
+    hits = find(questions(bench, "question"), train, min_words=5)
+    assert [(h["id"], h["train_id"], h["match"]) for h in hits] == [
+        (0, "r1", "contained"),
+        (2, "r3", "exact"),
+    ]
+
+
+def test_paper_profile_runs_oall_v1_tasks_zero_shot_without_chat_template():
+    from lm_eval.tasks import TaskManager
+
+    from scripts.gpu_eval import bench_params, dataset_repos
+
+    params = bench_params(ROOT / "profiles/paper.yaml", {})
+    assert params.num_fewshot == 0 and params.apply_chat_template is False
+    assert len(params.tasks) == 15 and "arabicmmlu" in params.tasks.values()
+    # What `scripts.gpu_eval fetch` would snapshot, read off lm-eval's own task index.
+    assert dataset_repos(TaskManager(), list(params.tasks.values())) == {
+        "MBZUAI/ArabicMMLU",
+        "OALL/ACVA",
+        "OALL/AlGhafa-Arabic-LLM-Benchmark-Native",
+        "OALL/AlGhafa-Arabic-LLM-Benchmark-Translated",
+        "OALL/Arabic_EXAMS",
+        "OALL/Arabic_MMLU",
+    }

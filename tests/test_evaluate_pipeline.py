@@ -1,0 +1,125 @@
+"""Evaluation in the built pipeline (the session's `pipeline` fixture): lm-eval's per-item
+logs agree with the metrics files, and a LoRA change re-evaluates the adapter only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.conftest import dvc, stages_run
+
+pytestmark = pytest.mark.slow
+
+
+def models(repo: Path) -> list[str]:
+    return list(yaml.safe_load((repo / "params.yaml").read_text())["models"])
+
+
+def benchmark_tasks(repo: Path) -> dict[str, str]:
+    return yaml.safe_load((repo / "params.yaml").read_text())["evaluate"]["benchmarks"]["tasks"]
+
+
+def recompute(path: Path) -> tuple[float, float, int]:
+    """acc and acc_norm from lm-eval's logged log-likelihoods, as lm-eval 0.4.13 scores a
+    multiple-choice item: argmax of the log-likelihoods, and argmax of log-likelihood divided
+    by the choice's length in characters (api/task.py, `completion_len`)."""
+    acc = norm = 0
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for r in rows:
+        lls = np.array(r["loglikelihoods"])
+        lengths = np.array([len(c) for c in r["choices"]], dtype=float)
+        acc += int(np.argmax(lls) == r["target"])
+        norm += int(np.argmax(lls / lengths) == r["target"])
+    return acc / len(rows), norm / len(rows), len(rows)
+
+
+def test_accuracy_recomputed_from_logged_loglikelihoods_matches_the_metrics(pipeline):
+    for m in models(pipeline):
+        for variant, file in (("base", "metrics/eval_base"), ("adapter", "metrics/eval")):
+            metrics = json.loads((pipeline / file / f"{m}.json").read_text())
+            per_task = []
+            for name, task in benchmark_tasks(pipeline).items():
+                acc, norm, n = recompute(
+                    pipeline / "reports/lm_eval" / m / variant / f"{task}.jsonl"
+                )
+                assert metrics[f"oall.{name}.acc"] == pytest.approx(acc, abs=1e-6)
+                assert metrics[f"oall.{name}.acc_norm"] == pytest.approx(norm, abs=1e-6)
+                assert metrics[f"oall.{name}.items"] == n >= 60
+                per_task.append((norm, n))
+            mean = sum(s for s, _ in per_task) / len(per_task)
+            weighted = sum(s * n for s, n in per_task) / sum(n for _, n in per_task)
+            assert metrics["oall.mean_unweighted.acc_norm"] == pytest.approx(mean, abs=1e-6)
+            assert metrics["oall.mean_size_weighted.acc_norm"] == pytest.approx(weighted, abs=1e-6)
+
+
+def test_eval_metrics_are_flat_with_deltas_samples_and_contamination(pipeline):
+    contamination = json.loads((pipeline / "metrics/contamination.json").read_text())
+    assert contamination["contamination.items_checked"] >= 180
+    for m in models(pipeline):
+        base = json.loads((pipeline / f"metrics/eval_base/{m}.json").read_text())
+        tuned = json.loads((pipeline / f"metrics/eval/{m}.json").read_text())
+        assert all(not isinstance(v, dict) for v in tuned.values())
+        for key in ("instar_test.perplexity", "instar_test.chrf", "oall.acva.acc_norm"):
+            assert tuned[f"delta.{key}"] == pytest.approx(tuned[key] - base[key], abs=1e-5)
+        assert tuned["instar_test.perplexity"] < base["instar_test.perplexity"]
+        assert (
+            tuned["contamination.items_in_train"] == contamination["contamination.items_in_train"]
+        )
+        samples = [
+            json.loads(x)
+            for x in (pipeline / f"reports/samples/{m}.jsonl").read_text().splitlines()
+        ]
+        assert len(samples) == tuned["instar_test.generated"] > 0
+        assert all(s["reference"] and s["base"] is not None for s in samples)
+
+
+def test_a_lora_rank_change_reevaluates_the_adapter_only_and_metrics_diff_lists_it(pipeline_copy):
+    proc = dvc(pipeline_copy, "exp", "run", "--set-param", "models.tiny.lora.r=4", timeout=900)
+    assert stages_run(proc.stdout) == {"train@tiny", "evaluate@tiny", "report"}
+    diff = json.loads(dvc(pipeline_copy, "metrics", "diff", "--all", "--json").stdout)
+    keys = set(diff["metrics/eval/tiny.json"])
+    assert {"oall.acva.acc_norm", "instar_test.perplexity", "delta.oall.mmlu.acc_norm"} <= keys
+    assert "metrics/eval_base/tiny.json" not in diff or all(
+        v["diff"] == 0 for v in diff["metrics/eval_base/tiny.json"].values()
+    )
+
+
+def test_gpu_eval_script_runs_a_config_built_llama_with_a_random_adapter_on_cpu(pipeline, tmp_path):
+    """The GPU script's CPU-side path: the Llama-3-8B architecture scaled down, our sets."""
+    from scripts.gpu_eval import main
+
+    small = {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "vocab_size": 4096,
+    }
+    out = tmp_path / "gpu.json"
+    main(["run", "--from-config", "llama3-8b", "--config-overrides", json.dumps(small),
+          "--tokenizer", str(pipeline / "models/tiny/base"), "--device", "cpu", "--limit", "8",
+          "--out", str(out)])  # fmt: skip
+    result = json.loads(out.read_text())
+    for name in ("alghafa", "acva", "mmlu"):
+        assert result[f"base.oall.{name}.items"] == result[f"oall.{name}.items"] == 8
+        assert f"delta.oall.{name}.acc_norm" in result
+    assert result["throughput.items_per_second"] > 0
+    assert (tmp_path / "gpu" / "adapter" / "instar_acva.jsonl").is_file()
+
+
+def test_report_has_a_paper_style_table_and_the_card_shows_its_charts(pipeline):
+    summary = (pipeline / "reports/summary.md").read_text()
+    header = next(line for line in summary.splitlines() if line.startswith("| model |"))
+    for name in benchmark_tasks(pipeline):
+        assert f"| {name} (acc_norm) |" in header or f" {name} (acc_norm) " in header
+    assert "average" in header and "test ppl" in header
+    contamination = json.loads((pipeline / "metrics/contamination.json").read_text())
+    assert f"Contamination: {contamination['contamination.items_in_train']} of" in summary
+    card = (pipeline / "data/instar/README.md").read_text()
+    for png in ("task_mix", "source_mix", "lengths"):
+        assert f"(card/{png}.png)" in card
