@@ -150,8 +150,8 @@ def sft_config(m: config.ModelParams, output_dir: Path) -> SFTConfig:
         # transformers derives from position_ids with sdpa) never crosses them.
         packing=t.packing,
         packing_strategy="bfd",
-        gradient_checkpointing=t.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False},  # DDP- and PEFT-safe
+        activation_checkpointing=t.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False},  # DDP- and PEFT-safe
         bf16=t.precision == "bf16",
         fp16=t.precision == "fp16",
         use_cpu=t.device == "cpu",
