@@ -50,7 +50,7 @@ def records(n: int) -> list[dict[str, str]]:
         {
             "system": "أجب بكلمة أو كلمتين." if i % 2 else "",
             "instruction": f"ما عاصمة {names[i % len(names)]}؟",
-            "input": "",
+            "input": f"السؤال رقم {i}",  # every record distinct, so batches can be told apart
             "output": f"عاصمة {names[i % len(names)]} هي {CAPITALS[names[i % len(names)]]}.",
         }
         for i in range(n)
@@ -292,17 +292,18 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_where_an_unbroken_one
 
 @pytest.mark.slow
 def test_two_processes_train_on_different_batches(tmp_path):
-    m = model_params("llama", max_steps=12, num_processes=2, batch_size=4, logging_steps=2)
+    # 64 examples, 2 ranks x 4 rows: one epoch is 8 steps, in which no example comes twice
+    m = model_params("llama", max_steps=8, num_processes=2, batch_size=4, logging_steps=2)
     repo = make_repo(tmp_path, "m", m)
     out = _finish(_stage(repo, "m"))
     assert "accelerate.commands.launch" in out
     metrics = json.loads((repo / "metrics/train/m.json").read_text())
-    assert metrics["processes"] == 2 and metrics["steps"] == 12
+    assert metrics["processes"] == 2 and metrics["steps"] == 8
     assert metrics["last_logged_loss"] < metrics["first_logged_loss"]
     (folder,) = (repo / "checkpoints/m").iterdir()
     seen = {}
     for r in (0, 1):
         lines = (folder / "samples" / f"rank-{r}.tsv").read_text().split()
         seen[r] = set(lines[1::2])
-        assert len(lines) // 2 == 12 * 4  # 12 steps of 4 rows on each rank
-    assert seen[0] and seen[1] and not seen[0] & seen[1]
+        assert len(lines) // 2 == len(seen[r]) == 8 * 4  # 8 steps of 4 distinct rows
+    assert not seen[0] & seen[1]  # each rank its own share of the epoch
