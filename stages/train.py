@@ -25,7 +25,6 @@ from peft import LoraConfig
 from transformers import TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
-from dvclive import Live
 from stages import checkpoints, config, model_card
 from stages.base import base_dir
 from stages.chat import supports_system
@@ -249,6 +248,8 @@ def train(model: str, m: config.ModelParams) -> dict[str, Any]:
     live = None
     callbacks = []
     if rank() == 0:
+        from dvclive import Live
+
         live = Live(dir=str(Path("dvclive") / model), dvcyaml=None, save_dvc_exp=False, report=None)
         callbacks.append(LiveCurves(live))
     trainer = build_trainer(net, tokenizer, train_ds, eval_ds, m, folder, callbacks)
