@@ -307,3 +307,28 @@ def test_two_processes_train_on_different_batches(tmp_path):
         seen[r] = set(lines[1::2])
         assert len(lines) // 2 == len(seen[r]) == 8 * 4  # 8 steps of 4 distinct rows
     assert not seen[0] & seen[1]  # each rank its own share of the epoch
+
+
+def test_packed_rows_keep_examples_apart_and_mask_prompts(repo):
+    m = model_params("llama", packing=True, max_length=200)
+    make_repo(repo, "m", m, n_train=12)
+    tok, trainer = trainer_for("m", m)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+    assert "attention_mask" not in batch  # padding-free: the positions mark the examples
+    ids, labels, pos = batch["input_ids"][0], batch["labels"][0], batch["position_ids"][0]
+    starts = (pos == 0).nonzero().flatten().tolist() + [len(pos)]
+    assert len(starts) > 3  # several examples in one row
+    outputs = {r["output"] + "<|eot_id|>" for r in records(12)}
+    for a, b in zip(starts, starts[1:], strict=False):
+        seg_ids, seg_labels = ids[a:b], labels[a:b]
+        assert pos[a:b].tolist() == list(range(b - a))  # positions restart per example
+        assert tok.decode(seg_ids[seg_labels != -100].tolist()) in outputs
+    # and the model sees each example alone: logits over the packed row equal each example's
+    import torch
+
+    net = trainer.model.eval()
+    with torch.no_grad():
+        packed = net(input_ids=ids[None], position_ids=pos[None]).logits[0]
+        for a, b in zip(starts, starts[1:], strict=False):
+            alone = net(input_ids=ids[None, a:b]).logits[0]
+            assert torch.allclose(packed[a:b], alone, atol=1e-4)
