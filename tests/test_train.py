@@ -332,3 +332,34 @@ def test_packed_rows_keep_examples_apart_and_mask_prompts(repo):
         for a, b in zip(starts, starts[1:], strict=False):
             alone = net(input_ids=ids[None, a:b]).logits[0]
             assert torch.allclose(packed[a:b], alone, atol=1e-4)
+
+
+def test_dvc_yaml_persists_checkpoints_unpushed_and_declares_the_adapters():
+    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    outs = spec["stages"]["train"]["do"]["outs"]
+    (ckpt,) = [o for o in outs if isinstance(o, dict) and "checkpoints/${key}" in o]
+    assert ckpt["checkpoints/${key}"] == {"persist": True, "push": False}
+    assert {"models/${key}/adapter", "models/${key}/README.md"} <= set(map(str, outs))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for name in params["models"]:
+        art = spec["artifacts"][f"{name}-adapter"]
+        assert art["type"] == "model" and art["path"] == f"models/{name}/adapter"
+
+
+@pytest.mark.slow
+def test_the_pipeline_writes_cards_curves_and_final_figures(pipeline):
+    for m in ("tiny", "tiny-gemma"):
+        card = (pipeline / f"models/{m}/README.md").read_text()
+        front = yaml.safe_load(card.split("---")[1])
+        assert front["library_name"] == "peft" and front["language"] == ["ar"]
+        assert "## Final metrics" in card and "## Limits" in card
+        metrics = json.loads((pipeline / f"metrics/train/{m}.json").read_text())
+        assert metrics["tokens_per_second"] > 0 and metrics["eval_loss"] > 0
+        plots = pipeline / "dvclive" / m / "plots/metrics"
+        for curve in ("train/loss", "eval/loss", "train/learning_rate", "train/grad_norm",
+                      "train/tokens_per_second"):  # fmt: skip
+            assert (plots / f"{curve}.tsv").is_file(), curve
+        (run,) = (pipeline / "checkpoints" / m).iterdir()
+        assert json.loads((run / "finished.json").read_text())["steps"] == metrics["steps"]
+        assert not list(run.glob("checkpoint-*"))
+        assert (pipeline / f"models/{m}/merged/NOT_EXPORTED.md").is_file()
