@@ -336,11 +336,11 @@ def test_packed_rows_keep_examples_apart_and_mask_prompts(repo):
             assert torch.allclose(packed[a:b], alone, atol=1e-4)
 
 
-def test_dvc_yaml_persists_checkpoints_unpushed_and_declares_the_adapters():
+def test_dvc_yaml_persists_checkpoints_and_declares_the_adapters():
     spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     outs = spec["stages"]["train"]["do"]["outs"]
     (ckpt,) = [o for o in outs if isinstance(o, dict) and "checkpoints/${key}" in o]
-    assert ckpt["checkpoints/${key}"] == {"persist": True, "push": False}
+    assert ckpt["checkpoints/${key}"] == {"persist": True}
     assert {"models/${key}/adapter", "models/${key}/README.md"} <= set(map(str, outs))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for name in params["models"]:
