@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,12 @@ def load_base(model: str, m: config.ModelParams):
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[
         m.train.precision
     ]
-    kwargs: dict[str, Any] = {"dtype": dtype, "use_safetensors": True, "trust_remote_code": False}
+    # Weights as safetensors only (no pickle), and no code from the hub unless a param says so.
+    kwargs: dict[str, Any] = {
+        "dtype": dtype,
+        "use_safetensors": True,
+        "trust_remote_code": m.train.trust_remote_code,
+    }
     if m.train.quantization == "4bit":
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True,
@@ -48,6 +54,8 @@ def load_base(model: str, m: config.ModelParams):
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=torch.bfloat16 if m.train.device == "cuda" else torch.float32,
         )
-    tokenizer = AutoTokenizer.from_pretrained(**src)
+        if m.train.device == "cuda":  # each DDP process holds its own copy on its own GPU
+            kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
+    tokenizer = AutoTokenizer.from_pretrained(**src, trust_remote_code=m.train.trust_remote_code)
     net = AutoModelForCausalLM.from_pretrained(**src, **kwargs)
     return tokenizer, net

@@ -1,16 +1,22 @@
 """train@<model>: a LoRA (or QLoRA) adapter on the InstAr train split, with TRL's SFTTrainer.
 
-Loss is on the assistant's tokens only (the chat template's {% generation %} markers);
-curves go to dvclive/<model>/ for `dvc plots`; the adapter and its tokenizer are written
-atomically to models/<model>/adapter/ and final figures to metrics/train/<model>.json.
+Loss is on the assistant's tokens only (the chat template's {% generation %} markers); curves
+go to dvclive/<model>/ for `dvc plots`; checkpoints to checkpoints/<model>/<run key>/, from
+which a killed run resumes on the next `dvc repro`; the adapter, its tokenizer and a model
+card are written atomically to models/<model>/, final figures to metrics/train/<model>.json.
+With `num_processes > 1` the stage relaunches itself under `accelerate launch` (DDP or FSDP,
+configs/accelerate/).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 import shutil
-import tempfile
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,13 +25,23 @@ from peft import LoraConfig
 from transformers import TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
-from dvclive import Live
-from stages import config
+from stages import checkpoints, config, model_card
+from stages.base import base_dir
 from stages.chat import supports_system
-from stages.console import console, parser, run
-from stages.data import as_messages, load_split
+from stages.console import StageError, console, parser, run
+from stages.data import INSTAR, as_messages, load_split
 from stages.loading import adapter_dir, load_base, require_device
-from stages.storage import write_json
+from stages.storage import write_json, write_text
+
+ACCELERATE_CONFIGS = Path("configs/accelerate")
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def merged_dir(model: str) -> Path:
+    return Path("models") / model / "merged"
 
 
 class LiveCurves(TrainerCallback):
@@ -47,20 +63,33 @@ class LiveCurves(TrainerCallback):
 
     def __init__(self, live):
         self.live = live
+        self._first = None  # (time, tokens) at this process's first train log
         self._last = None
+        self.first_step: int | None = None  # the first step this process logged
+
+    def replay(self, history: list[dict[str, Any]]) -> None:
+        """Curves of the steps a resumed run did before it was stopped (its trainer state)."""
+        for entry in history:
+            if "step" in entry:
+                self._log(entry["step"], entry)
+
+    def _log(self, step: int, logs: dict[str, Any]) -> None:
+        self.live.step = step
+        for key, name in self.CURVES.items():
+            if isinstance(logs.get(key), int | float):
+                self.live.log_metric(name, logs[key])
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
             return
-        self.live.step = state.global_step
-        for key, name in self.CURVES.items():
-            if isinstance(logs.get(key), int | float):
-                self.live.log_metric(name, logs[key])
+        if self.first_step is None:
+            self.first_step = state.global_step
+        self._log(state.global_step, logs)
         if "loss" in logs and "num_tokens" in logs:
-            self._tokens_per_second(state, logs["num_tokens"])
+            self._tokens_per_second(logs["num_tokens"])
         self.live.make_summary()
 
-    def _tokens_per_second(self, state, tokens: float) -> None:
+    def _tokens_per_second(self, tokens: float) -> None:
         now = time.perf_counter()
         if self._last is not None and now > self._last[0]:
             self.live.log_metric(
@@ -68,79 +97,101 @@ class LiveCurves(TrainerCallback):
                 round((tokens - self._last[1]) / (now - self._last[0]), 1),
             )
         self._last = (now, tokens)
+        self._first = self._first or self._last
+
+    def tokens_per_second(self) -> float | None:
+        """Over this process's logged steps: TRL's num_tokens counts all ranks' tokens."""
+        if self._first and self._last and self._last[0] > self._first[0]:
+            return round((self._last[1] - self._first[1]) / (self._last[0] - self._first[0]), 1)
+        return None
 
 
-def train(model: str, m: config.ModelParams) -> dict[str, Any]:
-    require_device(model, m)
-    tokenizer, net = load_base(model, m)
-    system_role = supports_system(tokenizer)
-    train_ds = as_messages(load_split("train"), system_role)
-    eval_ds = as_messages(load_split("validation"), system_role)
-    work = Path(tempfile.mkdtemp(prefix=f"train-{model}-"))
-    args = SFTConfig(
-        output_dir=str(work / "checkpoints"),
-        num_train_epochs=m.train.epochs,
-        max_steps=m.train.max_steps,
-        per_device_train_batch_size=m.train.batch_size,
-        per_device_eval_batch_size=m.train.batch_size,
-        gradient_accumulation_steps=m.train.grad_accum,
-        learning_rate=m.train.learning_rate,
-        lr_scheduler_type=m.train.scheduler,
-        warmup_steps=m.train.warmup_ratio,
-        weight_decay=m.train.weight_decay,
-        logging_steps=m.train.logging_steps,
+class InstArTrainer(SFTTrainer):
+    """SFTTrainer that, when asked, records which examples each rank trained on (a hash of
+    each row's tokens per step), so a test can check that ranks see different batches."""
+
+    sample_log: Path | None = None
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        if self.sample_log is not None:
+            pad = self.processing_class.pad_token_id
+            with self.sample_log.open("a") as f:
+                for row in inputs["input_ids"]:
+                    ids = [t for t in row.tolist() if t != pad]
+                    digest = hashlib.sha1(str(ids).encode()).hexdigest()[:16]
+                    f.write(f"{self.state.global_step}\t{digest}\n")
+        return super().training_step(model, inputs, num_items_in_batch)
+
+
+def sft_config(m: config.ModelParams, output_dir: Path) -> SFTConfig:
+    t = m.train
+    return SFTConfig(
+        output_dir=str(output_dir),
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.scheduler,
+        warmup_steps=t.warmup_ratio,  # a float below 1 is a fraction of the total steps
+        weight_decay=t.weight_decay,
+        logging_steps=t.logging_steps,
         eval_strategy="steps",
-        eval_steps=m.train.eval_steps,
-        save_strategy="no",
-        max_length=m.train.max_length,
+        eval_steps=t.eval_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        max_length=t.max_length,
         assistant_only_loss=True,
-        bf16=m.train.precision == "bf16",
-        fp16=m.train.precision == "fp16",
-        use_cpu=m.train.device == "cpu",
-        seed=m.train.seed,
-        data_seed=m.train.seed,
+        # bfd packing is padding-free: examples are concatenated with position_ids restarting
+        # at each, and attention (flash-attention varlen on GPU, the block-diagonal mask
+        # transformers derives from position_ids with sdpa) never crosses them.
+        packing=t.packing,
+        packing_strategy="bfd",
+        activation_checkpointing=t.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False},  # DDP- and PEFT-safe
+        bf16=t.precision == "bf16",
+        fp16=t.precision == "fp16",
+        use_cpu=t.device == "cpu",
+        seed=t.seed,
+        data_seed=t.seed,
         report_to="none",
         dataloader_num_workers=0,
         disable_tqdm=True,
+        ddp_find_unused_parameters=False,
     )
-    lora = LoraConfig(
+
+
+def lora_config(m: config.ModelParams) -> LoraConfig:
+    return LoraConfig(
         r=m.lora.r,
         lora_alpha=m.lora.alpha,
         lora_dropout=m.lora.dropout,
         target_modules=m.lora.target_modules,
+        use_rslora=m.lora.use_rslora,
+        use_dora=m.lora.use_dora,
         task_type="CAUSAL_LM",
     )
-    live = Live(dir=str(Path("dvclive") / model), dvcyaml=None, save_dvc_exp=False, report=None)
-    trainer = SFTTrainer(
+
+
+def build_trainer(
+    net, tokenizer, train_ds, eval_ds, m: config.ModelParams, output_dir: Path, callbacks=()
+) -> InstArTrainer:
+    """The trainer on chat-message datasets (stages.data.as_messages)."""
+    return InstArTrainer(
         model=net,
-        args=args,
+        args=sft_config(m, output_dir),
         train_dataset=train_ds,
         eval_dataset=eval_ds,
         processing_class=tokenizer,
-        peft_config=lora,
-        callbacks=[LiveCurves(live)],
+        peft_config=lora_config(m),
+        callbacks=list(callbacks),
     )
-    if console.is_terminal:  # a live rich panel instead of one printed dict per log step
-        from transformers import PrinterCallback
-        from trl.trainer.callbacks import RichProgressCallback
 
-        trainer.remove_callback(PrinterCallback)
-        trainer.add_callback(RichProgressCallback())
-    trainable, total = trainer.model.get_nb_trainable_parameters()
-    console.print(
-        f"train {model}: {len(train_ds)} examples, {trainable:,} of {total:,} parameters trainable"
-    )
-    start = time.perf_counter()
-    result = trainer.train()
-    elapsed = time.perf_counter() - start
-    evals = [h for h in trainer.state.log_history if "eval_loss" in h]
-    if evals and evals[-1]["step"] == trainer.state.global_step:
-        final_eval = evals[-1]  # already evaluated at the last step; do not log it twice
-    else:
-        final_eval = trainer.evaluate()
-    live.end()
-    tokens = trainer.state.num_input_tokens_seen or _count_tokens(trainer)
 
+def save_adapter(trainer, tokenizer, model: str, m: config.ModelParams) -> Path:
+    """The adapter folder, written beside its place and renamed over it."""
     out = adapter_dir(model)
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -149,9 +200,97 @@ def train(model: str, m: config.ModelParams) -> dict[str, Any]:
     (tmp / "training_params.json").write_text(json.dumps(m.model_dump(), indent=2) + "\n")
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
-    shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def export_merged(model: str, m: config.ModelParams, enabled: bool | None = None) -> Path:
+    """models/<model>/merged/: base + adapter in one safetensors model (export_merged), or a
+    note saying it was not asked for (DVC declares the folder either way)."""
+    out = merged_dir(model)
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    if enabled if enabled is not None else m.train.export_merged:
+        import torch
+        from peft import PeftModel
+
+        # Merge into full-precision weights: merging into a 4-bit base would round the
+        # adapter away, so a QLoRA adapter is merged into the unquantised base.
+        plain = m.model_copy(update={"train": m.train.model_copy(update={"quantization": "none"})})
+        tokenizer, base = load_base(model, plain)
+        merged = PeftModel.from_pretrained(base, str(adapter_dir(model))).merge_and_unload()
+        with torch.no_grad():
+            merged.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    else:
+        (tmp / "NOT_EXPORTED.md").write_text(
+            f"Set `models.{model}.train.export_merged: true` to get the merged model here.\n"
+        )
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
+
+
+def train(model: str, m: config.ModelParams) -> dict[str, Any]:
+    require_device(model, m)
+    key = checkpoints.run_key(m, base_dir(model), [INSTAR / "train", INSTAR / "validation"])
+    # Every rank computes the same key; only rank 0 removes other runs' folders.
+    if rank() == 0:
+        folder, resume = checkpoints.prepare(model, key)
+    else:
+        folder = checkpoints.run_dir(model, key)
+        resume = None
+    tokenizer, net = load_base(model, m)
+    system_role = supports_system(tokenizer)
+    train_ds = as_messages(load_split("train"), system_role)
+    eval_ds = as_messages(load_split("validation"), system_role)
+
+    live = None
+    callbacks = []
+    if rank() == 0:
+        from dvclive import Live
+
+        live = Live(dir=str(Path("dvclive") / model), dvcyaml=None, save_dvc_exp=False, report=None)
+        callbacks.append(LiveCurves(live))
+    trainer = build_trainer(net, tokenizer, train_ds, eval_ds, m, folder, callbacks)
+    world = trainer.args.world_size
+    if world > 1:
+        # Ranks other than 0 find the checkpoint the same way (the folder is shared).
+        resume = checkpoints.latest(folder)
+        log = folder / "samples" / f"rank-{trainer.args.process_index}.tsv"
+        log.parent.mkdir(exist_ok=True)
+        log.unlink(missing_ok=True)
+        trainer.sample_log = log
+    if console.is_terminal:  # a live rich panel instead of one printed dict per log step
+        from transformers import PrinterCallback
+        from trl.trainer.callbacks import RichProgressCallback
+
+        trainer.remove_callback(PrinterCallback)
+        trainer.add_callback(RichProgressCallback())
+    trainable, total = trainer.model.get_nb_trainable_parameters()
+    resumed_from = checkpoints.state(resume)["global_step"] if resume else None
+    if rank() == 0:
+        console.print(
+            f"train {model}: {len(train_ds)} examples, {trainable:,} of {total:,} parameters "
+            f"trainable, {world} process(es), run {key}"
+            + (f", resuming from {resume.name}" if resume else "")
+        )
+        if resume:
+            callbacks[0].replay(checkpoints.state(resume)["log_history"])
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    elapsed = time.perf_counter() - start
+    evals = [h for h in trainer.state.log_history if "eval_loss" in h]
+    if evals and evals[-1]["step"] == trainer.state.global_step:
+        final_eval = evals[-1]  # already evaluated at the last step; do not log it twice
+    else:
+        final_eval = trainer.evaluate()
+    if rank() != 0:
+        return {}
+    live.end()
 
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    curves = callbacks[0]
     metrics = {
         "train_loss": round(result.training_loss, 5),
         "first_logged_loss": round(losses[0], 5) if losses else None,
@@ -161,10 +300,16 @@ def train(model: str, m: config.ModelParams) -> dict[str, Any]:
         "steps": trainer.state.global_step,
         "epochs": round(trainer.state.epoch or 0, 3),
         "train_seconds": round(elapsed, 2),
-        "tokens_per_second": round(tokens / elapsed, 1) if tokens else None,
+        "tokens_per_second": curves.tokens_per_second(),
         "trainable_parameters": trainable,
         "total_parameters": total,
+        "processes": world,
+        "resumed_from_step": resumed_from,
+        "first_step_this_run": curves.first_step,
     }
+    save_adapter(trainer, tokenizer, model, m)
+    write_text(Path("models") / model / "README.md", model_card.render(model, m, metrics, key))
+    checkpoints.finish(folder, {"run_key": key, "steps": trainer.state.global_step})
     console.print(
         f"train {model}: loss {metrics['first_logged_loss']} -> "
         f"{metrics['last_logged_loss']}, eval loss {metrics['eval_loss']}"
@@ -172,10 +317,29 @@ def train(model: str, m: config.ModelParams) -> dict[str, Any]:
     return metrics
 
 
-def _count_tokens(trainer) -> int:
-    ds = trainer.train_dataset
-    per_epoch = sum(len(ids) for ids in ds["input_ids"]) if "input_ids" in ds.column_names else 0
-    return int(per_epoch * (trainer.state.epoch or 1))
+def relaunch(model: str, m: config.ModelParams) -> int:
+    """Run this stage under `accelerate launch` with num_processes processes."""
+    cfg = ACCELERATE_CONFIGS / f"{m.train.distributed}.yaml"
+    if not cfg.is_file():
+        raise StageError(f"{cfg}: accelerate config missing")
+    env = dict(os.environ)
+    if m.train.device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""  # processes talk over gloo, whatever GPUs exist
+        env.setdefault("OMP_NUM_THREADS", "1")
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(cfg),
+        "--num_processes",
+        str(m.train.num_processes),
+        "-m",
+        "stages.train",
+        model,
+    ]
+    console.print(f"train {model}: {' '.join(cmd[2:])}")
+    return subprocess.run(cmd, env=env).returncode
 
 
 def main() -> None:
@@ -183,8 +347,15 @@ def main() -> None:
     p.add_argument("model", help="a key of `models` in params.yaml")
     args = p.parse_args()
     m = config.named("models", args.model)
+    if m.train.num_processes > 1 and "LOCAL_RANK" not in os.environ:
+        code = relaunch(args.model, m)
+        if code:
+            raise SystemExit(code)
+        return
     metrics = train(args.model, m)
-    write_json(Path("metrics/train") / f"{args.model}.json", metrics)
+    if rank() == 0:
+        export_merged(args.model, m)
+        write_json(Path("metrics/train") / f"{args.model}.json", metrics)
 
 
 if __name__ == "__main__":

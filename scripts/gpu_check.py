@@ -1,0 +1,228 @@
+"""Train the real LoRA and QLoRA paths of train@<model> on a Llama-3-8B-shaped model.
+
+The model is built from Llama-3-8B's config with random weights (nothing is downloaded), saved
+as safetensors, and loaded back through stages.loading.load_base as the paper profile loads
+its base (bf16, or 4-bit NF4 with double quantisation and bf16 compute), then trained with
+stages.train.build_trainer (TRL SFTTrainer + PEFT, assistant-only loss, bfd packing, gradient
+checkpointing) for --steps steps. Prints tokens/s and peak GPU memory per path, as JSON too.
+
+    python scripts/gpu_check.py                      # on a CUDA machine (scripts/gpu_check.sh)
+    python scripts/gpu_check.py --dry-run            # anywhere: the 8B model on `meta`, sizes
+    python scripts/gpu_check.py --arch tiny --device cpu --steps 3   # the loop, on CPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# Meta-Llama-3-8B(-Instruct) config.json, as published.
+LLAMA3_8B = {
+    "hidden_size": 4096,
+    "intermediate_size": 14336,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "max_position_embeddings": 8192,
+    "rms_norm_eps": 1e-5,
+    "rope_theta": 500000.0,
+    "vocab_size": 128256,
+    "tie_word_embeddings": False,
+}
+TINY = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "max_position_embeddings": 2048,
+    "vocab_size": 2000,
+    "tie_word_embeddings": False,
+}
+WORDS = "العلم نور والجهل ظلام كتاب مدرسة طالب معلم سؤال جواب مدينة نهر جبل بحر شمس قمر".split()
+
+
+def parse(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--arch", choices=["llama3-8b", "tiny"], default="llama3-8b")
+    p.add_argument("--modes", default="lora,qlora", help="comma list of lora, qlora")
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--max-length", type=int, default=2048)
+    p.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    p.add_argument("--work", type=Path, default=Path("/tmp/instar-gpu-check"))
+    p.add_argument("--out", type=Path, default=None, help="also write the figures here (JSON)")
+    p.add_argument("--dry-run", action="store_true", help="build on `meta` and print sizes only")
+    args = p.parse_args(argv)
+    args.modes = [m for m in args.modes.split(",") if m]
+    if not set(args.modes) <= {"lora", "qlora"}:
+        p.error(f"--modes: unknown {sorted(set(args.modes) - {'lora', 'qlora'})}")
+    return args
+
+
+def llama_config(arch: str, tokenizer=None):
+    from transformers import LlamaConfig
+
+    cfg = dict(LLAMA3_8B if arch == "llama3-8b" else TINY)
+    if tokenizer is not None:
+        cfg.update(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                   pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+    return LlamaConfig(**cfg)
+
+
+def dry_run(arch: str, r: int = 16) -> dict:
+    """The model and its LoRA on the meta device: parameter counts, no memory, no GPU."""
+    import torch
+    from peft import get_peft_model
+    from transformers import LlamaForCausalLM
+
+    from stages import config
+    from stages.train import lora_config
+
+    with torch.device("meta"):
+        net = LlamaForCausalLM(llama_config(arch))
+    total = sum(p.numel() for p in net.parameters())
+    m = model_params(arch, "lora", 1, 1, 1)
+    assert isinstance(m, config.ModelParams)
+    peft = get_peft_model(net, lora_config(m))
+    trainable = sum(p.numel() for p in peft.parameters() if p.requires_grad)
+    return {"arch": arch, "parameters": total, "lora_trainable": trainable, "lora_r": r,
+            "bf16_weights_gib": round(total * 2 / 2**30, 2),
+            "nf4_weights_gib_approx": round(total * 0.5 / 2**30, 2)}  # fmt: skip
+
+
+def model_params(arch: str, mode: str, steps: int, batch: int, length: int, device="cuda"):
+    from stages import config
+
+    return config.ModelParams.model_validate(
+        {
+            "base": {"kind": "config", "architecture": "llama", "chat_template": "llama3"},
+            "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"},
+            "train": {
+                "learning_rate": 2e-4, "max_steps": steps, "batch_size": batch,
+                "max_length": length, "warmup_ratio": 0.03, "scheduler": "cosine",
+                "precision": "bf16" if device == "cuda" else "fp32",
+                "quantization": "4bit" if mode == "qlora" else "none",
+                "packing": True, "gradient_checkpointing": True,
+                "logging_steps": max(1, min(10, steps // 5)),
+                "eval_steps": 100000, "save_steps": 100000, "device": device,
+            },
+        }
+    )  # fmt: skip
+
+
+def records(n: int, seed: int = 0) -> list[dict[str, str]]:
+    rnd = random.Random(seed)
+    return [
+        {"system": "", "input": "",
+         "instruction": " ".join(rnd.choices(WORDS, k=rnd.randint(10, 60))) + "؟",
+         "output": " ".join(rnd.choices(WORDS, k=rnd.randint(40, 300))) + "."}
+        for _ in range(n)
+    ]  # fmt: skip
+
+
+def build_base(arch: str, folder: Path, device: str):
+    """Random weights in the model's shape, saved as safetensors where load_base reads them."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from stages.base import build_tokenizer
+
+    texts = [t for r in records(2000) for t in (r["instruction"], r["output"])]
+    tok = build_tokenizer(texts, 2000, "llama3")
+    torch.manual_seed(0)
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    with torch.device(device):  # initialise on the GPU: seconds, not minutes on the CPU
+        net = LlamaForCausalLM(llama_config(arch, tok)).to(dtype)
+    shutil.rmtree(folder, ignore_errors=True)
+    net.save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)
+    del net
+    if device == "cuda":
+        torch.cuda.empty_cache()
+
+
+def train_once(name: str, m, work: Path) -> dict:
+    import datasets
+    import torch
+
+    from stages.data import as_messages
+    from stages.loading import load_base
+    from stages.train import build_trainer
+
+    if m.train.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    tok, net = load_base(name, m)
+    need = m.train.max_steps * m.train.batch_size * m.train.max_length // 150 + 64
+    train_ds = as_messages(datasets.Dataset.from_list(records(need, 1)), True)
+    eval_ds = as_messages(datasets.Dataset.from_list(records(16, 2)), True)
+    trainer = build_trainer(net, tok, train_ds, eval_ds, m, work / f"run-{name}")
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    logs = [h for h in trainer.state.log_history if "num_tokens" in h]
+    tokens = logs[-1]["num_tokens"] if logs else None
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    out = {
+        "steps": trainer.state.global_step,
+        "seconds": round(seconds, 1),
+        "tokens": tokens,
+        "tokens_per_second": round(tokens / seconds, 1) if tokens else None,
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+    }
+    if m.train.device == "cuda":
+        out["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        out["gpu"] = torch.cuda.get_device_name()
+    del trainer, net
+    if m.train.device == "cuda":
+        torch.cuda.empty_cache()
+    return out
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    import os
+
+    os.chdir(ROOT)  # templates/chat and models/<name>/base are read relative to the repo
+    if args.dry_run:
+        print(json.dumps(dry_run(args.arch), indent=2))
+        return 0
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            print("no CUDA device visible", file=sys.stderr)
+            return 1
+    name = "gpu-check"
+    base = ROOT / "models" / name / "base"
+    figures = {"arch": args.arch, "batch_size": args.batch_size, "max_length": args.max_length}
+    try:
+        build_base(args.arch, base, args.device)
+        for mode in args.modes:
+            m = model_params(
+                args.arch, mode, args.steps, args.batch_size, args.max_length, args.device
+            )
+            figures[mode] = train_once(name, m, args.work)
+            print(f"{mode}: {json.dumps(figures[mode])}", flush=True)
+    finally:
+        shutil.rmtree(ROOT / "models" / name, ignore_errors=True)
+        shutil.rmtree(args.work, ignore_errors=True)
+    print(json.dumps(figures, indent=2))
+    if args.out:
+        args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

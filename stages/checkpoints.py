@@ -1,0 +1,98 @@
+"""Resumable training: checkpoints/<model>/<run key>/checkpoint-N, kept across `dvc repro`.
+
+The run key hashes everything a run's result depends on (the model's params, the base, the
+train and validation shards, the training code), so a changed param, base or dataset never
+resumes an old run: folders of other keys are removed when a run starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from stages import config
+
+ROOT = Path("checkpoints")
+CODE = ("stages/train.py", "stages/chat.py", "stages/data.py", "stages/loading.py")
+# Params that change nothing the optimiser sees: editing them must not throw a run away.
+NEUTRAL = {"export_merged", "logging_steps", "eval_steps", "save_steps", "save_total_limit"}
+_STEP = re.compile(r"^checkpoint-(\d+)$")
+
+
+def _sha256(path: Path, h=None):
+    h = h or hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h
+
+
+def _hash_tree(folder: Path, h) -> None:
+    for p in sorted(q for q in folder.rglob("*") if q.is_file()):
+        h.update(str(p.relative_to(folder)).encode())
+        _sha256(p, h)
+
+
+def run_key(m: config.ModelParams, base: Path, splits: list[Path], code=CODE) -> str:
+    """16 hex digits naming one run: same key, same run (so it may be resumed)."""
+    h = hashlib.sha256()
+    params: dict[str, Any] = m.model_dump(mode="json")
+    params["train"] = {k: v for k, v in params["train"].items() if k not in NEUTRAL}
+    h.update(json.dumps(params, sort_keys=True).encode())
+    _hash_tree(base, h)
+    for split in splits:
+        _hash_tree(split, h)
+    for f in code:
+        if Path(f).is_file():
+            _sha256(Path(f), h)
+    return h.hexdigest()[:16]
+
+
+def run_dir(model: str, key: str) -> Path:
+    return ROOT / model / key
+
+
+def complete(ckpt: Path) -> bool:
+    # The trainer writes trainer_state.json last: a checkpoint cut short by a kill lacks it.
+    return (ckpt / "trainer_state.json").is_file()
+
+
+def latest(folder: Path) -> Path | None:
+    """The newest complete checkpoint-N in folder, or None."""
+    if not folder.is_dir():
+        return None
+    found = [
+        (int(mt.group(1)), p)
+        for p in folder.iterdir()
+        if (mt := _STEP.match(p.name)) and p.is_dir() and complete(p)
+    ]
+    return max(found)[1] if found else None
+
+
+def prepare(model: str, key: str) -> tuple[Path, Path | None]:
+    """The run's folder and the checkpoint to resume from; other runs' folders are removed."""
+    parent = ROOT / model
+    parent.mkdir(parents=True, exist_ok=True)
+    for p in parent.iterdir():
+        if p.name != key:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    folder = run_dir(model, key)
+    folder.mkdir(exist_ok=True)
+    return folder, latest(folder)
+
+
+def finish(folder: Path, summary: dict[str, Any]) -> None:
+    """A finished run keeps no checkpoints (a rerun with the same key trains afresh; the
+    cache holds no optimiser states), only what it was."""
+    for p in folder.iterdir():
+        if _STEP.match(p.name) or p.name.startswith("tmp-checkpoint"):
+            shutil.rmtree(p, ignore_errors=True)
+    (folder / "finished.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def state(ckpt: Path) -> dict[str, Any]:
+    return json.loads((ckpt / "trainer_state.json").read_text())

@@ -1,0 +1,100 @@
+"""models/<model>/README.md: a Hugging Face model card for the trained adapter."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stages import config
+
+MANIFEST = Path("data/instar/manifest.json")
+
+
+def manifest_hash(path: Path = MANIFEST) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def base_id(m: config.ModelParams) -> tuple[str, str]:
+    """(what the card names as base_model, its revision)."""
+    if m.base.kind == "hub":
+        return m.base.repo_id, m.base.revision or "unpinned"
+    return f"instar-tiny-{m.base.architecture} (built from config, random init)", "local"
+
+
+def render(model: str, m: config.ModelParams, metrics: dict[str, Any], run_key: str) -> str:
+    base, revision = base_id(m)
+    front = {
+        "library_name": "peft",
+        "pipeline_tag": "text-generation",
+        "language": ["ar"],
+        "license": m.base.license.split(":")[0] if m.base.license else "apache-2.0",
+        "datasets": ["ClusterlabAi/InstAr-500k"],
+        "tags": ["lora", "qlora" if m.train.quantization == "4bit" else "lora-sft", "sft", "trl"],
+    }
+    if m.base.kind == "hub":
+        front["base_model"] = m.base.repo_id
+    params = json.dumps(m.model_dump(mode="json"), indent=2, ensure_ascii=False)
+    figures = "\n".join(f"| {k} | {v} |" for k, v in metrics.items())
+    qlora = m.train.quantization == "4bit"
+    method = "QLoRA (4-bit NF4 base, double quantisation)" if qlora else "LoRA"
+    gemma = m.base.chat_template == "gemma" or "gemma" in (m.base.repo_id or "")
+    fold = ", with the system text folded into the first user turn (no system role)"
+    return f"""---
+{yaml.safe_dump(front, sort_keys=False, allow_unicode=True).strip()}
+---
+
+# {model}: InstAr {method} adapter
+
+A {method} adapter trained with TRL's `SFTTrainer` by the InstAr pipeline (`train@{model}`),
+following "LlamAr & GemmAr" (arXiv 2407.02147): supervised fine-tuning on Arabic
+instruction/response pairs, loss on the assistant's tokens only.
+
+- **Base model:** {base}
+- **Base revision:** `{revision}`
+- **Dataset:** InstAr as built by this pipeline; manifest `data/instar/manifest.json`
+  sha256 `{manifest_hash()}`
+- **Run key:** `{run_key}` (params + base + train/validation data + training code)
+
+## Use
+
+```python
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained("models/{model}/adapter")
+base = AutoModelForCausalLM.from_pretrained("<the base model above>")
+model = PeftModel.from_pretrained(base, "models/{model}/adapter")
+```
+
+Prompt it with the tokenizer's chat template (`tokenizer.apply_chat_template`); the base
+model's own template is used{fold if gemma else ""}.
+
+## Intended use
+
+Research on Arabic instruction following: answering, explaining, summarising, classifying
+and extracting from Modern Standard Arabic text, as the InstAr tasks do.
+
+## Limits
+
+- Trained on what the pipeline's data holds; the default profile's tiny models are random-init
+  stand-ins that show the pipeline works, not language models worth using.
+- Not evaluated for safety, dialects, or factual accuracy; generated (synthetic) training
+  pairs carry their teacher's errors. Not for medical, legal or financial advice.
+- The base model's licence and use policy apply.
+
+## Training params
+
+```json
+{params}
+```
+
+## Final metrics
+
+| metric | value |
+|---|---|
+{figures}
+"""

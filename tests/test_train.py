@@ -1,0 +1,367 @@
+"""train@<model> on models small enough to train in seconds: labels, LoRA and QLoRA, the adapter
+and its merged export, run keys, a killed run resuming, and two processes (DDP over gloo)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from stages import checkpoints, config
+from stages.base import build_model, build_tokenizer
+from stages.chat import supports_system, to_messages
+from tests.conftest import ROOT, env
+
+# A learnable toy task: the answer to "what is the capital of X" is fixed per country.
+CAPITALS = {
+    "مصر": "القاهرة",
+    "المغرب": "الرباط",
+    "تونس": "تونس العاصمة",
+    "الأردن": "عمّان",
+    "لبنان": "بيروت",
+    "العراق": "بغداد",
+    "السودان": "الخرطوم",
+    "الجزائر": "الجزائر العاصمة",
+}
+SMALL = {
+    "llama": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+              "num_attention_heads": 2, "num_key_value_heads": 1,
+              "max_position_embeddings": 256, "tie_word_embeddings": False},
+    "gemma": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+              "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32,
+              "max_position_embeddings": 256},
+}  # fmt: skip
+
+
+def records(n: int) -> list[dict[str, str]]:
+    names = list(CAPITALS)
+    return [
+        {
+            "system": "أجب بكلمة أو كلمتين." if i % 2 else "",
+            "instruction": f"ما عاصمة {names[i % len(names)]}؟",
+            "input": f"السؤال رقم {i}",  # every record distinct, so batches can be told apart
+            "output": f"عاصمة {names[i % len(names)]} هي {CAPITALS[names[i % len(names)]]}.",
+        }
+        for i in range(n)
+    ]
+
+
+def model_params(arch: str, lora: dict | None = None, **train) -> config.ModelParams:
+    template = {"llama": "llama3", "gemma": "gemma"}[arch]
+    return config.ModelParams.model_validate(
+        {
+            "base": {"kind": "config", "architecture": arch, "chat_template": template,
+                     "vocab_size": 400, "config": SMALL[arch]},
+            "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear",
+                     **(lora or {})},
+            "train": {"learning_rate": 0.005, "batch_size": 8, "max_length": 96,
+                      "warmup_ratio": 0.0, "logging_steps": 2, "eval_steps": 1000,
+                      "save_steps": 1000, **train},
+        }
+    )  # fmt: skip
+
+
+def make_repo(root: Path, name: str, m: config.ModelParams, n_train: int = 64) -> Path:
+    """A minimal working tree for `python -m stages.train <name>`: params, splits and base."""
+    for folder in ("configs", "templates"):
+        shutil.copytree(ROOT / folder, root / folder, dirs_exist_ok=True)
+    texts = [t for r in records(n_train) for t in r.values() if t]
+    cwd = Path.cwd()
+    os.chdir(root)  # templates/chat is read relative to the working tree
+    try:
+        tok = build_tokenizer(texts, m.base.vocab_size, m.base.chat_template)
+    finally:
+        os.chdir(cwd)
+    net = build_model(m.base, tok)
+    base = root / "models" / name / "base"
+    net.save_pretrained(base, safe_serialization=True)
+    tok.save_pretrained(base)
+    for split, n in (("train", n_train), ("validation", 16)):
+        (root / "data/instar" / split).mkdir(parents=True)
+        pq.write_table(pa.Table.from_pylist(records(n)), root / f"data/instar/{split}/p.parquet")
+    params = {"models": {name: m.model_dump(mode="json")}}
+    (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
+    return root
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def trainer_for(name: str, m: config.ModelParams, callbacks=()):
+    from stages.data import as_messages, load_split
+    from stages.loading import load_base
+    from stages.train import build_trainer
+
+    tok, net = load_base(name, m)
+    role = supports_system(tok)
+    train_ds = as_messages(load_split("train"), role)
+    eval_ds = as_messages(load_split("validation"), role)
+    return tok, build_trainer(net, tok, train_ds, eval_ds, m, Path("out"), callbacks)
+
+
+@pytest.mark.parametrize(("arch", "end"), [("llama", "<|eot_id|>"), ("gemma", "<end_of_turn>\n")])
+def test_only_the_assistants_tokens_carry_loss(repo, arch, end):
+    m = model_params(arch)
+    make_repo(repo, "m", m, n_train=8)
+    tok, trainer = trainer_for("m", m)
+    rows = [trainer.train_dataset[i] for i in range(4)]
+    batch = trainer.data_collator(rows)
+    for i, rec in enumerate(records(4)):
+        ids, labels = batch["input_ids"][i], batch["labels"][i]
+        kept = ids[labels != -100].tolist()
+        # exactly the answer and the end-of-turn marker the model must learn to emit
+        assert tok.decode(kept) == rec["output"] + end
+        full = tok.decode(ids[batch["attention_mask"][i] == 1].tolist())
+        assert rec["instruction"] in full and full.count(rec["output"]) == 1
+        if rec["system"]:
+            if arch == "gemma":  # no system role: folded into the user turn, still masked
+                assert f"<start_of_turn>user\n{rec['system']}\n\n{rec['instruction']}" in full
+            else:
+                assert f"system<|end_header_id|>\n\n{rec['system']}<|eot_id|>" in full
+
+
+def test_templates_carry_generation_markers():
+    for name in ("llama3", "gemma"):
+        text = (ROOT / "templates/chat" / f"{name}.jinja").read_text()
+        assert "{%- generation" in text and "endgeneration" in text
+
+
+def _logged_losses(trainer) -> list[float]:
+    return [h["loss"] for h in trainer.state.log_history if "loss" in h]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quantization", ["none", "4bit"])
+def test_loss_falls_in_lora_and_in_4bit_qlora(repo, quantization):
+    import bitsandbytes as bnb
+
+    m = model_params("llama", quantization=quantization, max_steps=24, learning_rate=0.01)
+    make_repo(repo, "m", m)
+    _, trainer = trainer_for("m", m)
+    layers = [mod for mod in trainer.model.modules() if isinstance(mod, bnb.nn.Linear4bit)]
+    assert bool(layers) == (quantization == "4bit")
+    if layers:
+        assert layers[0].weight.quant_type == "nf4"
+        assert layers[0].weight.quant_state.nested  # double quantisation
+    trainer.train()
+    losses = _logged_losses(trainer)
+    assert len(losses) == 12
+    # A random base spreads its logits near uniformly (ln 400 = 6.0) and LoRA spares the
+    # output head, so the loss falls by nats, not to zero: 5.9 -> 5.1 in 30 steps measured.
+    assert sum(losses[-3:]) / 3 < losses[0] - 0.4, losses
+
+
+@pytest.mark.slow
+def test_adapter_reloads_changes_logits_and_merges(repo):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from stages.loading import adapter_dir
+    from stages.train import export_merged, save_adapter
+
+    m = model_params("gemma", lora={"use_rslora": True}, max_steps=10)
+    make_repo(repo, "m", m)
+    tok, trainer = trainer_for("m", m)
+    trainer.train()
+    save_adapter(trainer, tok, "m", m)
+    assert not (repo / "models/m/.adapter.tmp").exists()
+    ids = tok.apply_chat_template(
+        to_messages(records(1)[0], False), return_tensors="pt", return_dict=True
+    )["input_ids"]
+    base = AutoModelForCausalLM.from_pretrained(repo / "models/m/base")
+    with torch.no_grad():
+        before = base(ids).logits
+        tuned = PeftModel.from_pretrained(base, adapter_dir("m"))
+        after = tuned(ids).logits
+    assert (before - after).abs().max() > 1e-3
+    out = export_merged("m", m, enabled=True)
+    assert (out / "model.safetensors").is_file() and not list(out.glob("*.bin"))
+    merged = AutoModelForCausalLM.from_pretrained(out)
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, after, atol=1e-4)
+    assert (export_merged("m", m) / "NOT_EXPORTED.md").is_file()  # off by default
+
+
+def test_run_key_follows_params_data_and_base_but_not_logging(repo):
+    m = model_params("llama")
+    make_repo(repo, "m", m, n_train=8)
+    splits = [Path("data/instar/train"), Path("data/instar/validation")]
+    key = checkpoints.run_key(m, Path("models/m/base"), splits)
+    train = m.train.model_copy(update={"logging_steps": 7, "export_merged": True})
+    assert (
+        checkpoints.run_key(m.model_copy(update={"train": train}), Path("models/m/base"), splits)
+        == key
+    )
+    lora = m.lora.model_copy(update={"r": 4})
+    assert (
+        checkpoints.run_key(m.model_copy(update={"lora": lora}), Path("models/m/base"), splits)
+        != key
+    )
+    pq.write_table(pa.Table.from_pylist(records(9)), "data/instar/train/p.parquet")
+    assert checkpoints.run_key(m, Path("models/m/base"), splits) != key
+    # prepare() keeps only the current key's folder and resumes its newest complete checkpoint
+    (Path("checkpoints/m/stale") / "checkpoint-3").mkdir(parents=True)
+    folder = Path("checkpoints/m") / key
+    for step, done in ((4, True), (8, True), (12, False)):  # 12 was cut short by a kill
+        (folder / f"checkpoint-{step}").mkdir(parents=True)
+        if done:
+            (folder / f"checkpoint-{step}/trainer_state.json").write_text("{}")
+    got, resume = checkpoints.prepare("m", key)
+    assert got == folder and resume == folder / "checkpoint-8"
+    assert not Path("checkpoints/m/stale").exists()
+
+
+def _stage(repo: Path, name: str):
+    e = {**env(), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "stages.train", name], cwd=repo, env=e,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+
+
+def _finish(proc) -> str:
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-4000:]
+    return out
+
+
+def _curve(repo: Path, name: str, metric: str) -> dict[int, float]:
+    path = repo / "dvclive" / name / "plots/metrics/train" / f"{metric}.tsv"
+    with path.open() as f:
+        return {int(r["step"]): float(r[metric]) for r in csv.DictReader(f, delimiter="\t")}
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_from_its_checkpoint_and_ends_where_an_unbroken_one_does(tmp_path):
+    m = model_params("llama", max_steps=48, save_steps=6, logging_steps=2, warmup_ratio=0.1,
+                     batch_size=4)  # fmt: skip
+    repo = make_repo(tmp_path, "m", m)
+    _finish(_stage(repo, "m"))
+    whole = json.loads((repo / "metrics/train/m.json").read_text())
+    lr, loss = _curve(repo, "m", "learning_rate"), _curve(repo, "m", "loss")
+    assert whole["steps"] == 48 and whole["resumed_from_step"] is None
+    assert (repo / "models/m/adapter/adapter_model.safetensors").is_file()
+    assert (repo / "models/m/README.md").read_text().startswith("---\nlibrary_name: peft")
+    for p in ("checkpoints", "dvclive", "metrics", "models/m/adapter"):
+        shutil.rmtree(repo / p)
+
+    proc = _stage(repo, "m")
+    key_dirs = repo / "checkpoints/m"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if key_dirs.is_dir() and any(checkpoints.latest(d) for d in key_dirs.iterdir()):
+            break
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)  # mid-epoch, no chance to clean up
+    proc.wait()
+    (folder,) = key_dirs.iterdir()
+    ckpt = checkpoints.latest(folder)
+    assert ckpt is not None and not (repo / "models/m/adapter").exists()
+    at = checkpoints.state(ckpt)["global_step"]
+    assert 0 < at < 48
+
+    out = _finish(_stage(repo, "m"))
+    assert f"resuming from {ckpt.name}" in out
+    resumed = json.loads((repo / "metrics/train/m.json").read_text())
+    assert resumed["resumed_from_step"] == at
+    assert resumed["first_step_this_run"] > at
+    assert resumed["steps"] == whole["steps"]
+    # Scheduler state carried over: the learning rate after the checkpoint is the unbroken
+    # run's, step for step (a fresh scheduler would warm up again from 0).
+    lr2, loss2 = _curve(repo, "m", "learning_rate"), _curve(repo, "m", "loss")
+    assert lr2.keys() == lr.keys()
+    assert all(lr2[s] == pytest.approx(lr[s], rel=1e-6) for s in lr)
+    # Optimizer (Adam moments), RNG and data order carried over too: the same losses.
+    later = [s for s in loss if s > at]
+    assert later and all(loss2[s] == pytest.approx(loss[s], rel=1e-3) for s in later)
+    assert not list(folder.glob("checkpoint-*"))  # a finished run keeps no optimiser states
+
+
+@pytest.mark.slow
+def test_two_processes_train_on_different_batches(tmp_path):
+    # 64 examples, 2 ranks x 4 rows: one epoch is 8 steps, in which no example comes twice
+    m = model_params("llama", max_steps=8, num_processes=2, batch_size=4, logging_steps=2)
+    repo = make_repo(tmp_path, "m", m)
+    out = _finish(_stage(repo, "m"))
+    assert "accelerate.commands.launch" in out
+    metrics = json.loads((repo / "metrics/train/m.json").read_text())
+    assert metrics["processes"] == 2 and metrics["steps"] == 8
+    assert metrics["last_logged_loss"] < metrics["first_logged_loss"]
+    (folder,) = (repo / "checkpoints/m").iterdir()
+    seen = {}
+    for r in (0, 1):
+        lines = (folder / "samples" / f"rank-{r}.tsv").read_text().split()
+        seen[r] = set(lines[1::2])
+        assert len(lines) // 2 == len(seen[r]) == 8 * 4  # 8 steps of 4 distinct rows
+    assert not seen[0] & seen[1]  # each rank its own share of the epoch
+
+
+def test_packed_rows_keep_examples_apart_and_mask_prompts(repo):
+    m = model_params("llama", packing=True, max_length=200)
+    make_repo(repo, "m", m, n_train=12)
+    tok, trainer = trainer_for("m", m)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+    assert "attention_mask" not in batch  # padding-free: the positions mark the examples
+    ids, labels, pos = batch["input_ids"][0], batch["labels"][0], batch["position_ids"][0]
+    starts = (pos == 0).nonzero().flatten().tolist() + [len(pos)]
+    assert len(starts) > 3  # several examples in one row
+    outputs = {r["output"] + "<|eot_id|>" for r in records(12)}
+    for a, b in zip(starts, starts[1:], strict=False):
+        seg_ids, seg_labels = ids[a:b], labels[a:b]
+        assert pos[a:b].tolist() == list(range(b - a))  # positions restart per example
+        assert tok.decode(seg_ids[seg_labels != -100].tolist()) in outputs
+    # and the model sees each example alone: logits over the packed row equal each example's
+    import torch
+
+    net = trainer.model.eval()
+    with torch.no_grad():
+        packed = net(input_ids=ids[None], position_ids=pos[None]).logits[0]
+        for a, b in zip(starts, starts[1:], strict=False):
+            alone = net(input_ids=ids[None, a:b]).logits[0]
+            assert torch.allclose(packed[a:b], alone, atol=1e-4)
+
+
+def test_dvc_yaml_persists_checkpoints_and_declares_the_adapters():
+    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    outs = spec["stages"]["train"]["do"]["outs"]
+    (ckpt,) = [o for o in outs if isinstance(o, dict) and "checkpoints/${key}" in o]
+    assert ckpt["checkpoints/${key}"] == {"persist": True}
+    assert {"models/${key}/adapter", "models/${key}/README.md"} <= set(map(str, outs))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for name in params["models"]:
+        art = spec["artifacts"][f"{name}-adapter"]
+        assert art["type"] == "model" and art["path"] == f"models/{name}/adapter"
+
+
+@pytest.mark.slow
+def test_the_pipeline_writes_cards_curves_and_final_figures(pipeline):
+    for m in ("tiny", "tiny-gemma"):
+        card = (pipeline / f"models/{m}/README.md").read_text()
+        front = yaml.safe_load(card.split("---")[1])
+        assert front["library_name"] == "peft" and front["language"] == ["ar"]
+        assert "## Final metrics" in card and "## Limits" in card
+        metrics = json.loads((pipeline / f"metrics/train/{m}.json").read_text())
+        assert metrics["tokens_per_second"] > 0 and metrics["eval_loss"] > 0
+        plots = pipeline / "dvclive" / m / "plots/metrics"
+        for curve in ("train/loss", "eval/loss", "train/learning_rate", "train/grad_norm",
+                      "train/tokens_per_second"):  # fmt: skip
+            assert (plots / f"{curve}.tsv").is_file(), curve
+        (run,) = (pipeline / "checkpoints" / m).iterdir()
+        assert json.loads((run / "finished.json").read_text())["steps"] == metrics["steps"]
+        assert not list(run.glob("checkpoint-*"))
+        assert (pipeline / f"models/{m}/merged/NOT_EXPORTED.md").is_file()
