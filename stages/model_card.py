@@ -11,11 +11,19 @@ import yaml
 
 from stages import config
 
-MANIFEST = Path("data/instar/manifest.json")
+SPLITS = Path("data/instar")
 
 
-def manifest_hash(path: Path = MANIFEST) -> str | None:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+def shard_hashes(splits=("train", "validation"), root: Path = SPLITS) -> str:
+    """The sha256 of each shard the adapter was trained on, as data/instar/manifest.json
+    lists them. Hashed here rather than read from the manifest: train would otherwise
+    depend on it and rerun when only the test split changes."""
+    lines = []
+    for split in splits:
+        for shard in sorted((root / split).glob("*.parquet")):
+            digest = hashlib.sha256(shard.read_bytes()).hexdigest()
+            lines.append(f"  - `{split}/{shard.name}`: sha256 `{digest}`")
+    return "\n".join(lines)
 
 
 def base_id(m: config.ModelParams) -> tuple[str, str]:
@@ -55,8 +63,9 @@ instruction/response pairs, loss on the assistant's tokens only.
 
 - **Base model:** {base}
 - **Base revision:** `{revision}`
-- **Dataset:** InstAr as built by this pipeline; manifest `data/instar/manifest.json`
-  sha256 `{manifest_hash()}`
+- **Dataset:** InstAr as built by this pipeline; the shards trained on (the same hashes
+  as in `data/instar/manifest.json`):
+{shard_hashes()}
 - **Run key:** `{run_key}` (params + base + train/validation data + training code)
 
 ## Use
