@@ -289,15 +289,3 @@ def test_chat_templates_match_the_real_models(pipeline):
     assert text.startswith("<bos><start_of_turn>user\nأجب بإيجاز.\n\nما عاصمة مصر؟<end_of_turn>")
     text = llama.apply_chat_template(to_messages(rec, True), tokenize=False)
     assert "<|start_header_id|>system<|end_header_id|>\n\nأجب بإيجاز.<|eot_id|>" in text
-
-
-def test_changing_one_models_learning_rate_reruns_only_its_training(pipeline_copy):
-    proc = dvc(
-        pipeline_copy,
-        "exp",
-        "run",
-        "--set-param",
-        "models.tiny.train.learning_rate=0.001",
-        timeout=900,
-    )
-    assert stages_run(proc.stdout) == {"train@tiny", "evaluate@tiny", "report"}
