@@ -10,8 +10,6 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import dvc, stages_run
-
 pytestmark = pytest.mark.slow
 
 
@@ -77,15 +75,7 @@ def test_eval_metrics_are_flat_with_deltas_samples_and_contamination(pipeline):
         assert all(s["reference"] and s["base"] is not None for s in samples)
 
 
-def test_a_lora_rank_change_reevaluates_the_adapter_only_and_metrics_diff_lists_it(pipeline_copy):
-    proc = dvc(pipeline_copy, "exp", "run", "--set-param", "models.tiny.lora.r=4", timeout=900)
-    assert stages_run(proc.stdout) == {"train@tiny", "evaluate@tiny", "report"}
-    diff = json.loads(dvc(pipeline_copy, "metrics", "diff", "--all", "--json").stdout)
-    keys = set(diff["metrics/eval/tiny.json"])
-    assert {"oall.acva.acc_norm", "instar_test.perplexity", "delta.oall.mmlu.acc_norm"} <= keys
-    assert "metrics/eval_base/tiny.json" not in diff or all(
-        v["diff"] == 0 for v in diff["metrics/eval_base/tiny.json"].values()
-    )
+# The LoRA-rank experiment and its `dvc metrics diff` are in tests/test_workflows.py.
 
 
 def test_gpu_eval_script_runs_a_config_built_llama_with_a_random_adapter_on_cpu(pipeline, tmp_path):
