@@ -87,6 +87,14 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
+def refuses_model(status: int, text: str, model: str) -> bool:
+    """Whether no prompt can succeed: a wrong key, URL or model (401, 403, 404), or a 400 that
+    quotes the model id (`transformers serve` pinned to another model answers 400, not 404;
+    a 400 about one prompt, such as one too long, names no model)."""
+    quoted = any(f"{q}{model}{q}" in text for q in "'`\"")
+    return status in (401, 403, 404) or (status == 400 and quoted)
+
+
 async def _ask(
     client,
     sem: asyncio.Semaphore,
@@ -115,7 +123,7 @@ async def _ask(
                 last, delay = Reply(None, "connection_error", repr(e)), backoff(attempt, p)
                 stats.failed("connection_error")
                 continue
-        if r.status_code in (401, 403, 404):
+        if refuses_model(r.status_code, r.text, body["model"]):
             raise TeacherError(
                 f"{p.base_url}: HTTP {r.status_code} for model {body['model']!r} "
                 f"(check generate.model, generate.openai.base_url and the API key): {r.text[:300]}"

@@ -48,8 +48,9 @@ MARK = re.compile(r"\[\[P(\d\d)\]\]")
 class Teacher(ThreadingHTTPServer):
     """Answers POST /v1/chat/completions. `script[n]` lists what the successive requests
     for paragraph n get: ok, 429, 500, slow (longer than the client's timeout), badbody (a
-    response that is not JSON), badanswer (content that is not a JSON object); after the
-    list, `then` (ok unless told)."""
+    response that is not JSON), badanswer (content that is not a JSON object), toolong (a 400
+    about the prompt), pinned (a 400 about the model); after the list, `then` (ok unless
+    told)."""
 
     daemon_threads = True
 
@@ -120,6 +121,11 @@ class Handler(BaseHTTPRequestHandler):
                 action = "abandoned"
                 time.sleep(s.slow_s)
                 self._send(200, completion(n))
+            elif action == "toolong":  # a 400 about this prompt alone
+                self._send(400, b'{"detail": "the prompt is longer than the context"}')
+            elif action == "pinned":  # what `transformers serve <path>` says to another model
+                msg = f"Server is pinned to '/models/t'; requested '{req['model']}'."
+                self._send(400, json.dumps({"detail": msg}).encode())
             elif action == "badbody":
                 self._send(200, b'{"choices": [{"message": ')
             elif action == "badanswer":
@@ -288,6 +294,20 @@ def test_each_answer_is_cached_as_it_arrives_so_a_crash_loses_nothing(tmp_path, 
     server.reset()
     m = generate(params)
     assert m["prompts_asked"] == 12 - kept and m["cache_hits"] == kept and m["records"] == 12
+
+
+def test_a_400_about_the_prompt_is_quarantined_and_one_about_the_model_stops_the_run(
+    tmp_path, server
+):
+    params = with_url(workspace(tmp_path, n=3), server.url)
+    server.script = {1: ["toolong"]}
+    m = generate(params)
+    assert server.attempts[1] == 1 and m["records"] == 2  # not retried, and the run goes on
+    assert [r["rule"] for r in quarantined()] == ["http_400"]
+    server.reset()
+    server.script = {1: ["pinned"]}
+    with pytest.raises(StageError, match="HTTP 400 for model 'teacher-test'.*pinned"):
+        generate(params)
 
 
 def test_the_api_key_comes_from_the_named_variable_only(tmp_path, server, monkeypatch):
