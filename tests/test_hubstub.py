@@ -53,3 +53,23 @@ def test_a_saved_model_loads_by_hub_id_and_commit(cache, tmp_path):
         AutoModelForCausalLM.from_pretrained(
             "meta-llama/Meta-Llama-3-8B-Instruct", revision="0" * 40, cache_dir=cache
         )
+
+
+def test_standin_paper_models_are_what_trl_recognises_as_the_real_ones(cache):
+    """The stand-ins ship the real templates (TRL swaps in its training variants only for
+    templates it recognises byte for byte) and Llama 3's missing pad token."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl.chat_template_utils import get_training_chat_template
+
+    from tests.standin_models import PAPER_MODELS, TRL_TEMPLATES, add_paper_models
+
+    commits = add_paper_models(cache, ["نص عربي قصير للاختبار"] * 20)
+    assert set(commits) == set(PAPER_MODELS)
+    for repo_id, commit in commits.items():
+        architecture, _, shipped = PAPER_MODELS[repo_id]
+        tok = AutoTokenizer.from_pretrained(repo_id, revision=commit, cache_dir=cache)
+        training = TRL_TEMPLATES / shipped.replace(".jinja", "_training.jinja")
+        assert get_training_chat_template(tok) == training.read_text(encoding="utf-8")
+        assert (tok.pad_token is None) == (architecture == "llama")
+        net = AutoModelForCausalLM.from_pretrained(repo_id, revision=commit, cache_dir=cache)
+        assert net.config.model_type == architecture
