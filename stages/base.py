@@ -49,7 +49,7 @@ def check_hub_files(model: str, params: config.BaseModelParams) -> list[dict[str
     """The pinned files of the pinned revision, from the HF cache (fetched first when the hub
     is reachable and they are missing), each checked against its pinned hash."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
+    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
 
     where = f"{params.repo_id}@{params.revision}"
     try:
@@ -64,6 +64,11 @@ def check_hub_files(model: str, params: config.BaseModelParams) -> list[dict[str
         raise StageError(
             f"models.{model}: {where} is not in the HF cache and the hub is not reachable "
             "(HF_HUB_OFFLINE=1?): fill the cache or run where the hub is reachable"
+        ) from None
+    except RepositoryNotFoundError as e:  # gated repositories answer so without a token
+        raise StageError(
+            f"models.{model}: the hub refused {where} ({type(e).__name__}): accept its licence "
+            "on the hub and log in (`hf auth login`)"
         ) from None
     checked = []
     for f in params.files:

@@ -43,7 +43,10 @@ OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 def profile_path(name: str) -> Path:
     if name == "default":
         return config.PARAMS_FILE
-    path = PROFILES / f"{config._check_name(name, 'profile')}.yaml"
+    try:
+        path = PROFILES / f"{config._check_name(name, 'profile')}.yaml"
+    except ValueError as e:
+        raise StageError(str(e)) from None
     if not path.exists():
         known = ", ".join(["default", *sorted(p.stem for p in PROFILES.glob("*.yaml"))])
         raise StageError(f"no profile {name!r} (known: {known})")
@@ -422,12 +425,12 @@ def _existing(exp: str, ref: str, params: dict) -> None:
             f"PROFILE=<profile> EXP={exp}-2`), or drop it with `dvc exp remove {exp}`"
         )
     outs = lock_outs(_git("show", f"{ref}:dvc.lock"))
-    changed = _git("diff", "--name-only", "HEAD", ref).splitlines()
+    changed = _git("diff", "--name-only", ref).splitlines()  # its tracked files vs the workspace
     code = [p for p in changed if not _managed(p, outs)]
     if code:
         raise StageError(
-            f"experiment {exp!r} exists on this commit but ran with changes to "
-            f"{', '.join(code)}: commit them, or name a new experiment with -n"
+            f"experiment {exp!r} exists on this commit but these files differ from the ones it "
+            f"ran with: {', '.join(code)}; name a new experiment with -n"
         )
 
 
@@ -455,7 +458,10 @@ def _hub_mode(params: dict) -> None:
 def run_profile(name: str, exp_name: str | None, online_if_needed: bool = False) -> None:
     if name == "default":
         raise StageError("the default profile is params.yaml: use `dvc repro` or `make repro`")
-    exp = config._check_name(exp_name or name, "experiment")
+    try:
+        exp = config._check_name(exp_name or name, "experiment")
+    except ValueError as e:
+        raise StageError(str(e)) from None
     params = load_profile(name)
     state = _read_state()
     if state and (state["profile"], state["exp"]) != (name, exp):
@@ -476,27 +482,29 @@ def run_profile(name: str, exp_name: str | None, online_if_needed: bool = False)
             "it into the workspace)"
         )
         return
-    if state is None:
-        dirty = _git("status", "--porcelain", "--untracked-files=no").strip()
+    if state is None:  # what the run writes and then puts back must be as HEAD has it
+        outs = lock_outs(_git("show", "HEAD:dvc.lock"))
+        status = _git("status", "--porcelain=v1", "-z", "--untracked-files=no").split("\0")
+        dirty = [e[3:] for e in filter(None, status) if _managed(e[3:], outs)]
         if dirty:
             raise StageError(
-                "tracked files have uncommitted changes; an experiment is recorded on top of a "
-                f"commit and the workspace is put back to it afterwards: commit them first\n{dirty}"
+                f"uncommitted changes to {', '.join(dirty)}: the run puts params.yaml, dvc.lock "
+                "and the default outputs back as HEAD has them afterwards; commit or undo them"
             )
     if online_if_needed:
         _hub_mode(params)
     check_params(name, params)
+    if state is None:  # first, so that a kill from here on leaves a run to resume
+        write_json(STATE, {"profile": name, "exp": exp})
+        console.print(f"params.yaml holds profile {name!r} until the experiment is recorded")
+    else:
+        console.print(f"resuming the stopped run of profile {name!r} (experiment {exp!r})")
     if _extends(name):
         out = io.StringIO()
         _roundtrip().dump(load_profile(name, roundtrip=True), out)
         write_text(config.PARAMS_FILE, out.getvalue())
     else:
         write_text(config.PARAMS_FILE, profile_path(name).read_text(encoding="utf-8"))
-    if state is None:
-        write_json(STATE, {"profile": name, "exp": exp})
-        console.print(f"params.yaml holds profile {name!r} until the experiment is recorded")
-    else:
-        console.print(f"resuming the stopped run of profile {name!r} (experiment {exp!r})")
     proc = subprocess.run(["dvc", "exp", "run", "-n", exp])
     if proc.returncode != 0:
         raise StageError(

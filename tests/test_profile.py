@@ -489,6 +489,9 @@ def git_out(repo: Path, *args: str) -> str:
 def test_a_killed_profile_run_resumes_and_a_second_run_says_it_is_current(small_repo):
     repo, log = small_repo, small_repo.parent / "runs.log"
     params_before = (repo / "params.yaml").read_bytes()
+    # an uncommitted change to the profile (pins, say) goes into the experiment and stays
+    mini = repo / "profiles/mini.yaml"
+    mini.write_text(mini.read_text() + "# pinned here\n")
     killed_mid_stage(repo, "mini")
     assert log.read_text().split() == ["first", "slow"]
     assert yaml.safe_load((repo / "params.yaml").read_text())["ingest"]["seed"] == 7
@@ -499,7 +502,7 @@ def test_a_killed_profile_run_resumes_and_a_second_run_says_it_is_current(small_
     assert "resuming" in one_line(proc.stderr) and "dvc exp apply mini" in one_line(proc.stderr)
     # the workspace is back as committed: params, lock, outputs, metrics, .gitignore files
     assert (repo / "params.yaml").read_bytes() == params_before
-    assert git_out(repo, "status", "--porcelain", "-uall") == ""
+    assert git_out(repo, "status", "--porcelain", "-uall") == " M profiles/mini.yaml\n"
     assert (repo / "out/first.txt").read_text() == "0"
     assert not (repo / profile.STATE).exists()
     # the experiment holds the profile's results, and its slow stage resumed its checkpoint
@@ -509,6 +512,7 @@ def test_a_killed_profile_run_resumes_and_a_second_run_says_it_is_current(small_
     assert "mini" in [line.split(",")[0] for line in show.stdout.splitlines()]
     ref = git_out(repo, "for-each-ref", "--format=%(refname)", "refs/exps").split()
     ref = next(r for r in ref if r.endswith("/mini"))
+    assert git_out(repo, "show", f"{ref}:profiles/mini.yaml") == mini.read_text()
     assert yaml.safe_load(git_out(repo, "show", f"{ref}:metrics/slow.json")) == {"batch": 64}
     lock = yaml.safe_load(git_out(repo, "show", f"{ref}:dvc.lock"))
     slow = next(o for o in lock["stages"]["slow"]["outs"] if o["path"] == "out/slow.txt")
@@ -519,10 +523,17 @@ def test_a_killed_profile_run_resumes_and_a_second_run_says_it_is_current(small_
     assert "exists" in proc.stderr and "is current" in one_line(proc.stderr)
     assert log.read_text().split() == ["first", "slow", "slow"]
 
-    (repo / "profiles/mini.yaml").write_text("extends: base\ningest:\n  seed: 8\n")
+    mini.write_text(mini.read_text() + "# a comment only: same params, other file\n")
+    proc = profile_cmd(repo, "run", "mini")
+    assert proc.returncode == 1 and "profiles/mini.yaml" in one_line(proc.stderr)
+    mini.write_text("extends: base\ningest:\n  seed: 8\n")
     proc = profile_cmd(repo, "run", "mini")
     assert proc.returncode == 1 and "-n mini-2" in one_line(proc.stderr)
     assert (repo / "params.yaml").read_bytes() == params_before
+    # what the run puts back must not hold uncommitted changes of the user's
+    (repo / "params.yaml").write_text((repo / "params.yaml").read_text() + "# mine\n")
+    proc = profile_cmd(repo, "run", "mini", "-n", "mini-2")
+    assert proc.returncode == 1 and "uncommitted changes to params.yaml" in one_line(proc.stderr)
 
 
 @pytest.mark.slow
