@@ -53,8 +53,12 @@ remote-up: install  ## a local S3 server (SeaweedFS) on 127.0.0.1:8333, and the 
 remote-down:  ## stop the local S3 server
 	$(PY) -m scripts.seaweedfs down
 
-paper: install  ## the paper profile as a DVC experiment (CUDA GPU, hub access: README "Profiles")
-	env -u HF_HUB_OFFLINE -u HF_DATASETS_OFFLINE $(PY) -m stages.profile run paper
+# `make paper PROFILE=rehearsal` for another profile, EXP=<name> for another experiment name.
+# Offline mode stays on when every pinned hub revision is in the HF cache; otherwise the run
+# unsets it and says which pins are missing.
+PROFILE ?= paper
+paper: install  ## a profile as a DVC experiment (default PROFILE=paper: CUDA GPU; README "Profiles")
+	$(PY) -m stages.profile run $(PROFILE) --online-if-needed $(if $(EXP),-n $(EXP))
 
 lock:  ## re-resolve pyproject.toml into requirements.lock (needs the package index)
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

@@ -3,12 +3,16 @@
 kind config: a tiny model built from the config in params.yaml, with a byte-level BPE
 tokenizer trained on the InstAr train split and the chat template of the real model it
 stands in for. Nothing is downloaded.
-kind hub: only base.json (hub id, pinned revision, licence), so that moving to another
-revision is a visible params change; the weights are fetched by `train` on a GPU machine.
+kind hub: the weights stay in the HF cache at the pinned revision. This stage fetches the
+files that loading reads (or finds them in the cache offline), checks each against the hash
+that `profile pin` wrote into `base.files`, and writes base.json (hub id, revision, licence,
+the files it checked), so that another revision or another file is a visible params change.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import hashlib
 import shutil
 from pathlib import Path
 from typing import Any
@@ -21,6 +25,65 @@ from stages.console import StageError, console, parser, run
 from stages.storage import write_json
 
 TRAIN = Path("data/instar/train")
+# What from_pretrained reads of a hub model: its top-level config, tokenizer and safetensors
+# files (weights load as safetensors only; `original/`, .bin, .pth and .gguf are never read).
+LOADED = ("*.json", "*.safetensors", "*.model", "*.jinja", "*.txt", "*.tiktoken")
+
+
+def loaded_files(names) -> list[str]:
+    return sorted(
+        n for n in names if "/" not in n and any(fnmatch.fnmatchcase(n, p) for p in LOADED)
+    )
+
+
+def file_hash(path: Path, kind: str) -> str:
+    """sha256 of the bytes, or git_sha1: the git blob id that the hub reports for non-LFS files."""
+    h = hashlib.sha256() if kind == "sha256" else hashlib.sha1(b"blob %d\0" % path.stat().st_size)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_hub_files(model: str, params: config.BaseModelParams) -> list[dict[str, Any]]:
+    """The pinned files of the pinned revision, from the HF cache (fetched first when the hub
+    is reachable and they are missing), each checked against its pinned hash."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
+
+    where = f"{params.repo_id}@{params.revision}"
+    try:
+        folder = Path(
+            snapshot_download(
+                params.repo_id,
+                revision=params.revision,
+                allow_patterns=[f.name for f in params.files],
+            )
+        )
+    except LocalEntryNotFoundError:
+        raise StageError(
+            f"models.{model}: {where} is not in the HF cache and the hub is not reachable "
+            "(HF_HUB_OFFLINE=1?): fill the cache or run where the hub is reachable"
+        ) from None
+    except RepositoryNotFoundError as e:  # gated repositories answer so without a token
+        raise StageError(
+            f"models.{model}: the hub refused {where} ({type(e).__name__}): accept its licence "
+            "on the hub and log in (`hf auth login`)"
+        ) from None
+    checked = []
+    for f in params.files:
+        path = folder / f.name
+        if not path.is_file():
+            raise StageError(f"models.{model}: {f.name} of {where} is not in the HF cache")
+        kind, want = ("sha256", f.sha256) if f.sha256 else ("git_sha1", f.git_sha1)
+        got = file_hash(path, kind)
+        if got != want:
+            raise StageError(
+                f"models.{model}: {f.name} of {where} in the HF cache has {kind} {got}, the "
+                f"pin says {want}; delete it from the cache and fetch it again, or re-pin"
+            )
+        checked.append({"name": f.name, kind: got, "size": path.stat().st_size})
+    return checked
 
 
 def base_dir(model: str) -> Path:
@@ -94,15 +157,26 @@ def build_base(model: str, params: config.BaseModelParams) -> dict[str, Any]:
                 f"models.{model}.base.revision is not pinned to a commit; run "
                 "`python -m stages.profile pin <profile>` where the hub is reachable"
             )
+        if not params.files:
+            raise StageError(
+                f"models.{model}.base.files: no file list of {params.repo_id}@"
+                f"{params.revision[:12]} to check the weights against; run "
+                "`python -m stages.profile pin <profile>`"
+            )
         info = {
             "kind": "hub",
             "repo_id": params.repo_id,
             "revision": params.revision,
             "license": params.license,
+            "files": check_hub_files(model, params),
         }
         shutil.rmtree(out, ignore_errors=True)
         write_json(out / "base.json", info)
-        console.print(f"base {model}: {params.repo_id}@{params.revision[:12]} (hub, pinned)")
+        size = sum(f["size"] for f in info["files"]) / 1e9
+        console.print(
+            f"base {model}: {params.repo_id}@{params.revision[:12]} (hub, pinned): "
+            f"{len(info['files'])} files, {size:.2f} GB, each as pinned"
+        )
         return info
     if not any(TRAIN.glob("*.parquet")):
         raise StageError(f"{TRAIN}: no train shards; run `dvc repro shard` first")

@@ -379,6 +379,21 @@ class ShardParams(Section):
         return self
 
 
+class PinnedFile(Section):
+    """One file of a pinned hub model, as `profile pin` read it: the hub gives a sha256 for
+    files stored with LFS and the git blob id (sha1 of "blob <size>\\0" + bytes) for others."""
+
+    name: str
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    git_sha1: str | None = Field(None, pattern=r"^[0-9a-f]{40}$")
+
+    @model_validator(mode="after")
+    def _one_hash(self):
+        if (self.sha256 is None) == (self.git_sha1 is None):
+            raise ValueError(f"pinned file {self.name!r} needs exactly one of sha256, git_sha1")
+        return self
+
+
 class BaseModelParams(Section):
     """How a model's base weights come to be (params `models.<name>.base`)."""
 
@@ -389,6 +404,12 @@ class BaseModelParams(Section):
     seed: int = 0
     repo_id: str | None = None
     revision: Revision = None
+    # A list, not a mapping, so that a profile overlay replaces it whole (mappings merge).
+    files: list[PinnedFile] = Field(
+        default_factory=list,
+        description="kind hub: the files of `revision` that loading reads, with their hashes; "
+        "written by `profile pin`, checked by base@ against the HF cache before use",
+    )
     license: str | None = None
     chat_template: Literal["llama3", "gemma"] | None = None
 
