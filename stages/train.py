@@ -190,12 +190,38 @@ def build_trainer(
     )
 
 
-def save_adapter(trainer, tokenizer, model: str, m: config.ModelParams) -> Path:
-    """The adapter folder, written beside its place and renamed over it."""
+def gathered_weights(net) -> dict[str, Any] | None:
+    """The model's whole state dict, for rank 0, when FSDP shards it; every rank must call
+    this, since the shards are gathered collectively.
+
+    Under FSDP2 each parameter is a DTensor holding this rank's shard: `state_dict()` alone
+    would give rank 0 its shards only. torch gathers them to full tensors on rank 0's CPU
+    (others get an empty dict) and cleans the wrappers' names (activation checkpointing,
+    compile) so that the keys are the model's own. Unsharded models (one process, DDP):
+    None, and PEFT reads the model's own state dict.
+    """
+    from torch.distributed.tensor import DTensor
+
+    if not any(isinstance(p, DTensor) for p in net.parameters()):
+        return None
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(
+        net, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+    )
+
+
+def save_adapter(net, tokenizer, model: str, m: config.ModelParams) -> Path | None:
+    """The adapter folder, written beside its place and renamed over it, by rank 0. Every
+    rank calls this (FSDP gathers the weights from all of them); the others get None."""
+    weights = gathered_weights(net)
+    if rank() != 0:
+        return None
     out = adapter_dir(model)
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    trainer.model.save_pretrained(tmp, safe_serialization=True)
+    # PEFT keeps only the adapter's keys of the state dict it is given, in its own format.
+    net.save_pretrained(tmp, safe_serialization=True, state_dict=weights)
     tokenizer.save_pretrained(tmp)
     (tmp / "training_params.json").write_text(json.dumps(m.model_dump(), indent=2) + "\n")
     shutil.rmtree(out, ignore_errors=True)
@@ -285,6 +311,7 @@ def train(model: str, m: config.ModelParams) -> dict[str, Any]:
         final_eval = evals[-1]  # already evaluated at the last step; do not log it twice
     else:
         final_eval = trainer.evaluate()
+    save_adapter(trainer.model, tokenizer, model, m)  # every rank: FSDP gathers from all
     if rank() != 0:
         return {}
     live.end()
@@ -307,7 +334,6 @@ def train(model: str, m: config.ModelParams) -> dict[str, Any]:
         "resumed_from_step": resumed_from,
         "first_step_this_run": curves.first_step,
     }
-    save_adapter(trainer, tokenizer, model, m)
     write_text(Path("models") / model / "README.md", model_card.render(model, m, metrics, key))
     checkpoints.finish(folder, {"run_key": key, "steps": trainer.state.global_step})
     console.print(

@@ -166,6 +166,7 @@ def test_loss_falls_in_lora_and_in_4bit_qlora(repo, quantization):
 
 
 @pytest.mark.slow
+@pytest.mark.min_versions
 def test_adapter_reloads_changes_logits_and_merges(repo):
     import torch
     from peft import PeftModel
@@ -178,7 +179,7 @@ def test_adapter_reloads_changes_logits_and_merges(repo):
     make_repo(repo, "m", m)
     tok, trainer = trainer_for("m", m)
     trainer.train()
-    save_adapter(trainer, tok, "m", m)
+    save_adapter(trainer.model, tok, "m", m)
     assert not (repo / "models/m/.adapter.tmp").exists()
     ids = tok.apply_chat_template(
         to_messages(records(1)[0], False), return_tensors="pt", return_dict=True
@@ -309,6 +310,33 @@ def test_two_processes_train_on_different_batches(tmp_path):
         seen[r] = set(lines[1::2])
         assert len(lines) // 2 == len(seen[r]) == 8 * 4  # 8 steps of 4 distinct rows
     assert not seen[0] & seen[1]  # each rank its own share of the epoch
+
+
+@pytest.mark.slow
+@pytest.mark.min_versions
+def test_an_fsdp2_sharded_adapter_saves_as_the_unsharded_one(tmp_path):
+    """FSDP2 over gloo on a CPU mesh, 2 ranks (tests/fsdp_save.py): every rank gathers, rank 0
+    writes. Rank 0 saving its own shards (the old path) crashed on the DTensors."""
+    import torch
+    from safetensors.torch import load_file
+
+    e = {**env(), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    for cmd, out in (
+        ([sys.executable, "tests/fsdp_save.py"], tmp_path / "one"),
+        ([*torchrun, "--nproc_per_node", "2", "tests/fsdp_save.py"], tmp_path / "fsdp"),
+    ):
+        proc = subprocess.run([*cmd, str(out)], cwd=ROOT, env=e, capture_output=True,
+                              text=True, timeout=300)  # fmt: skip
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    one, fsdp = (load_file(tmp_path / d / "models/m/adapter/adapter_model.safetensors")
+                 for d in ("one", "fsdp"))  # fmt: skip
+    assert one and set(one) == set(fsdp)
+    assert all(".lora_A." in k or ".lora_B." in k for k in one)  # the adapter alone
+    for k in one:
+        assert fsdp[k].shape == one[k].shape and torch.equal(fsdp[k], one[k]), k
+    for name in ("adapter_config.json", "training_params.json", "tokenizer.json"):
+        assert (tmp_path / "fsdp/models/m/adapter" / name).is_file()
 
 
 def test_packed_rows_keep_examples_apart_and_mask_prompts(repo):
