@@ -15,7 +15,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := 1
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install repro test test-fast lint lock paper bench remote-up remote-down help
+.PHONY: install repro test test-fast test-min lint lock paper bench remote-up remote-down help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ test: install  ## run every test, slow ones included (pytest's "no tests" counts
 
 test-fast: install  ## the tests that take seconds (no pipeline run)
 	$(PY) -m pytest -m "not slow"
+
+test-min:  ## the HF stack at pyproject's lower bounds, on this torch, in a throwaway venv (~4 min)
+	scripts/min_versions.sh
 
 lint: install  ## ruff over code and tests
 	ruff check stages tests bench scripts
