@@ -28,6 +28,44 @@ def require_device(model: str, m: config.ModelParams) -> None:
             )
 
 
+# Hub attention kernels (the `kernels` package) that transformers loads by repo id, fastest
+# first: FA3 builds run on Hopper (compute capability 9) only.
+HUB_KERNELS = (("kernels-community/vllm-flash-attn3", (9,)), ("kernels-community/flash-attn2", ()))
+
+
+def cached_kernel(repo_id: str) -> bool:
+    """Whether a hub kernel is already in the HF cache: transformers would otherwise fetch
+    it at load time, and a run must never download code it was not pinned to."""
+    from huggingface_hub import constants
+
+    snapshots = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "snapshots"
+    return snapshots.is_dir() and any(snapshots.iterdir())
+
+
+def attention(m: config.ModelParams) -> str:
+    """The fastest attention implementation installed for this device and precision.
+
+    Flash attention (the flash-attn package, or a pre-fetched hub kernel) runs the varlen
+    kernels on the per-example boundaries TRL's padding-free packing passes; it needs CUDA
+    and 16-bit activations. Otherwise SDPA, with the block-diagonal mask transformers derives
+    from the restarting position_ids (the CPU tests check that examples stay apart).
+    """
+    import importlib.util
+
+    import torch
+
+    if m.train.device != "cuda" or m.train.precision == "fp32" or not torch.cuda.is_available():
+        return "sdpa"
+    if importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    if importlib.util.find_spec("kernels") is not None:
+        major = torch.cuda.get_device_capability()[0]
+        for repo_id, majors in HUB_KERNELS:
+            if (not majors or major in majors) and cached_kernel(repo_id):
+                return repo_id
+    return "sdpa"
+
+
 def load_base(model: str, m: config.ModelParams):
     """Tokenizer and model, from the local base folder or the pinned hub revision."""
     import torch
@@ -46,6 +84,7 @@ def load_base(model: str, m: config.ModelParams):
         "dtype": dtype,
         "use_safetensors": True,
         "trust_remote_code": m.train.trust_remote_code,
+        "attn_implementation": attention(m),
     }
     if m.train.quantization == "4bit":
         kwargs["quantization_config"] = BitsAndBytesConfig(

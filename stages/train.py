@@ -331,6 +331,8 @@ def train(model: str, m: config.ModelParams) -> dict[str, Any]:
         "trainable_parameters": trainable,
         "total_parameters": total,
         "processes": world,
+        # what the loaded model runs (stages.loading.attention), not what was asked
+        "attn_implementation": net.config._attn_implementation,
         "resumed_from_step": resumed_from,
         "first_step_this_run": curves.first_step,
     }

@@ -302,6 +302,7 @@ def test_two_processes_train_on_different_batches(tmp_path):
     assert "accelerate.commands.launch" in out
     metrics = json.loads((repo / "metrics/train/m.json").read_text())
     assert metrics["processes"] == 2 and metrics["steps"] == 8
+    assert metrics["attn_implementation"] == "sdpa"  # CPU: what stages.loading.attention chose
     assert metrics["last_logged_loss"] < metrics["first_logged_loss"]
     (folder,) = (repo / "checkpoints/m").iterdir()
     seen = {}
@@ -362,6 +363,64 @@ def test_packed_rows_keep_examples_apart_and_mask_prompts(repo):
         for a, b in zip(starts, starts[1:], strict=False):
             alone = net(input_ids=ids[None, a:b]).logits[0]
             assert torch.allclose(packed[a:b], alone, atol=1e-4)
+
+
+def _machine(monkeypatch, cache: Path, installed: set[str], cuda: bool, capability: int = 8):
+    """What attention() may look at, made up: packages, the GPU and the HF cache."""
+    import importlib.util
+
+    import huggingface_hub.constants
+    import torch
+
+    real = importlib.util.find_spec
+
+    def find_spec(name, *args):
+        if name in {"flash_attn", "kernels"}:
+            return real("json") if name in installed else None  # any spec will do
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (capability, 0))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+
+
+def test_attention_is_the_fastest_installed_and_never_a_download(tmp_path, monkeypatch):
+    from stages.loading import attention
+    from tests.hubstub import add_repo
+
+    gpu = model_params("llama", device="cuda", precision="bf16")
+    cpu = model_params("llama")
+    fa2, fa3 = "kernels-community/flash-attn2", "kernels-community/vllm-flash-attn3"
+    cache = tmp_path / "hub"
+    _machine(monkeypatch, cache, {"flash_attn", "kernels"}, cuda=True)
+    assert attention(gpu) == "flash_attention_2"
+    assert attention(cpu) == "sdpa"  # CPU (fp32): SDPA whatever is installed
+    assert attention(gpu.model_copy(update={"train": gpu.train.model_copy(
+        update={"precision": "fp32"})})) == "sdpa"  # fmt: skip
+    _machine(monkeypatch, cache, {"kernels"}, cuda=True)
+    assert attention(gpu) == "sdpa"  # kernels installed, nothing fetched: no download
+    add_repo(cache, fa3, {"build/README.md": b"fa3"})
+    assert attention(gpu) == "sdpa"  # FA3 builds are for Hopper only
+    _machine(monkeypatch, cache, {"kernels"}, cuda=True, capability=9)
+    assert attention(gpu) == fa3
+    add_repo(cache, fa2, {"build/README.md": b"fa2"})
+    _machine(monkeypatch, cache, {"kernels"}, cuda=True, capability=8)
+    assert attention(gpu) == fa2
+    _machine(monkeypatch, cache, set(), cuda=True)
+    assert attention(gpu) == "sdpa"  # cached kernels without the package that loads them
+    _machine(monkeypatch, cache, {"flash_attn", "kernels"}, cuda=False)
+    assert attention(gpu) == "sdpa"
+
+
+def test_the_base_loads_with_the_chosen_attention(repo, monkeypatch):
+    from stages import loading
+
+    m = model_params("llama")
+    make_repo(repo, "m", m, n_train=8)
+    assert loading.load_base("m", m)[1].config._attn_implementation == "sdpa"
+    monkeypatch.setattr(loading, "attention", lambda m: "eager")
+    assert loading.load_base("m", m)[1].config._attn_implementation == "eager"
 
 
 def test_dvc_yaml_persists_checkpoints_and_declares_the_adapters():
