@@ -6,6 +6,12 @@ its base (bf16, or 4-bit NF4 with double quantisation and bf16 compute), then tr
 stages.train.build_trainer (TRL SFTTrainer + PEFT, assistant-only loss, bfd packing, gradient
 checkpointing) for --steps steps. Prints tokens/s and peak GPU memory per path, as JSON too.
 
+It also checks what only a GPU shows: that the attention implementation stages.loading
+chooses is the one the model runs, and is called (varlen calls counted: the packed batches'
+`cu_seq_lens` reach it); and, with 2 GPUs, that an FSDP2-sharded adapter saved through
+stages.train.save_adapter over NCCL equals a one-process save (tests/fsdp_save.py). A
+failed check makes the exit status 1.
+
     python scripts/gpu_check.py                      # on a CUDA machine (scripts/gpu_check.sh)
     python scripts/gpu_check.py --dry-run            # anywhere: the 8B model on `meta`, sizes
     python scripts/gpu_check.py --arch tiny --device cpu --steps 3   # the loop, on CPU
@@ -17,8 +23,10 @@ import argparse
 import json
 import random
 import shutil
+import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,6 +71,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--work", type=Path, default=Path("/tmp/instar-gpu-check"))
     p.add_argument("--out", type=Path, default=None, help="also write the figures here (JSON)")
     p.add_argument("--dry-run", action="store_true", help="build on `meta` and print sizes only")
+    p.add_argument("--no-fsdp", action="store_true", help="skip the 2-GPU FSDP save check")
     args = p.parse_args(argv)
     args.modes = [m for m in args.modes.split(",") if m]
     if not set(args.modes) <= {"lora", "qlora"}:
@@ -98,7 +107,89 @@ def dry_run(arch: str, r: int = 16) -> dict:
     trainable = sum(p.numel() for p in peft.parameters() if p.requires_grad)
     return {"arch": arch, "parameters": total, "lora_trainable": trainable, "lora_r": r,
             "bf16_weights_gib": round(total * 2 / 2**30, 2),
-            "nf4_weights_gib_approx": round(total * 0.5 / 2**30, 2)}  # fmt: skip
+            "nf4_weights_gib_approx": round(total * 0.5 / 2**30, 2),
+            "checks": check_plan(arch)}  # fmt: skip
+
+
+def check_plan(arch: str) -> dict:
+    """What the GPU checks would do on this machine, run nowhere."""
+    import torch
+
+    from stages.loading import attention
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return {
+        "attention": {mode: attention(model_params(arch, mode, 1, 1, 1)) for mode in MODES},
+        "fsdp_save": "2 ranks over NCCL" if gpus >= 2 else f"skipped: needs 2 GPUs, {gpus} visible",
+    }
+
+
+MODES = ("lora", "qlora")
+
+
+@contextmanager
+def counted_attention(impl: str):
+    """Count the calls of the attention function `impl` (and those given varlen boundaries)
+    through transformers' registry, which every attention layer looks it up in."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    calls = {"calls": 0, "varlen_calls": 0}
+    if impl == "eager":  # not in the registry: the model's own function
+        yield calls
+        return
+    inner = ALL_ATTENTION_FUNCTIONS[impl]
+    before = ALL_ATTENTION_FUNCTIONS._local_mapping.get(impl)
+
+    def counting(*args, **kwargs):
+        calls["calls"] += 1
+        calls["varlen_calls"] += kwargs.get("cu_seq_lens_q") is not None
+        return inner(*args, **kwargs)
+
+    ALL_ATTENTION_FUNCTIONS[impl] = counting
+    try:
+        yield calls
+    finally:
+        if before is None:
+            del ALL_ATTENTION_FUNCTIONS[impl]
+        else:
+            ALL_ATTENTION_FUNCTIONS[impl] = before
+
+
+def attention_problems(m, facts: dict) -> list[str]:
+    """Defect 8 on a GPU: the chosen implementation loaded, ran, and got the boundaries."""
+    out = []
+    if facts["used"] != facts["chosen"]:
+        out.append(f"attention: chose {facts['chosen']}, the model runs {facts['used']}")
+    if facts["calls"] == 0 and facts["used"] != "eager":
+        out.append(f"attention: {facts['used']} was never called")
+    flash = facts["used"] != "sdpa" and facts["used"] != "eager"
+    if flash and m.train.packing and facts["varlen_calls"] == 0:
+        out.append(f"attention: {facts['used']} never got cu_seq_lens (packing not varlen)")
+    return out
+
+
+def fsdp_check(work: Path) -> dict:
+    """Defect 7 on GPUs: the FSDP2 adapter save over NCCL equals the one-process one."""
+    import torch
+    from safetensors.torch import load_file
+
+    gpus = torch.cuda.device_count()
+    if gpus < 2:
+        return {"skipped": f"needs 2 GPUs, {gpus} visible"}
+    script = str(ROOT / "tests" / "fsdp_save.py")
+    runs = {
+        "one": [sys.executable, script],
+        "fsdp": [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                 "--nproc_per_node", "2", script],
+    }  # fmt: skip
+    for name, cmd in runs.items():
+        proc = subprocess.run([*cmd, str(work / name), "cuda"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=600)  # fmt: skip
+        if proc.returncode:
+            return {"ok": False, "failed": name, "log": (proc.stdout + proc.stderr)[-2000:]}
+    one, fsdp = (load_file(work / n / "models/m/adapter/adapter_model.safetensors") for n in runs)
+    same = set(one) == set(fsdp) and all(torch.equal(one[k], fsdp[k]) for k in one)
+    return {"ok": bool(one) and same, "tensors": len(one)}
 
 
 def model_params(arch: str, mode: str, steps: int, batch: int, length: int, device="cuda"):
@@ -157,18 +248,21 @@ def train_once(name: str, m, work: Path) -> dict:
     import torch
 
     from stages.data import as_messages
-    from stages.loading import load_base
+    from stages.loading import attention, load_base
     from stages.train import build_trainer
 
     if m.train.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
+    chosen = attention(m)
     tok, net = load_base(name, m)
+    used = net.config._attn_implementation
     need = m.train.max_steps * m.train.batch_size * m.train.max_length // 150 + 64
     train_ds = as_messages(datasets.Dataset.from_list(records(need, 1)), True)
     eval_ds = as_messages(datasets.Dataset.from_list(records(16, 2)), True)
     trainer = build_trainer(net, tok, train_ds, eval_ds, m, work / f"run-{name}")
     start = time.perf_counter()
-    trainer.train()
+    with counted_attention(used) as calls:
+        trainer.train()
     seconds = time.perf_counter() - start
     logs = [h for h in trainer.state.log_history if "num_tokens" in h]
     tokens = logs[-1]["num_tokens"] if logs else None
@@ -180,6 +274,7 @@ def train_once(name: str, m, work: Path) -> dict:
         "tokens_per_second": round(tokens / seconds, 1) if tokens else None,
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
+        "attention": {"chosen": chosen, "used": used, **calls},
     }
     if m.train.device == "cuda":
         out["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
@@ -207,6 +302,7 @@ def main(argv=None) -> int:
     name = "gpu-check"
     base = ROOT / "models" / name / "base"
     figures = {"arch": args.arch, "batch_size": args.batch_size, "max_length": args.max_length}
+    problems: list[str] = []
     try:
         build_base(args.arch, base, args.device)
         for mode in args.modes:
@@ -214,14 +310,22 @@ def main(argv=None) -> int:
                 args.arch, mode, args.steps, args.batch_size, args.max_length, args.device
             )
             figures[mode] = train_once(name, m, args.work)
+            problems += attention_problems(m, figures[mode]["attention"])
             print(f"{mode}: {json.dumps(figures[mode])}", flush=True)
+        if args.device == "cuda" and not args.no_fsdp:
+            figures["fsdp_save"] = fsdp_check(args.work / "fsdp")
+            if figures["fsdp_save"].get("ok") is False:
+                problems.append(f"fsdp_save: {figures['fsdp_save']}")
     finally:
         shutil.rmtree(ROOT / "models" / name, ignore_errors=True)
         shutil.rmtree(args.work, ignore_errors=True)
+    figures["problems"] = problems
     print(json.dumps(figures, indent=2))
     if args.out:
         args.out.write_text(json.dumps(figures, indent=2) + "\n")
-    return 0
+    for problem in problems:
+        print(f"FAILED {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     torchrun --standalone --nproc_per_node 2 tests/fsdp_save.py OUT   # the sharded save
     python tests/fsdp_save.py OUT                                    # one process, unsharded
+    torchrun ... tests/fsdp_save.py OUT cuda      # on GPUs over NCCL (scripts/gpu_check.py)
 
 Run from the repo root (templates/chat is read from there). Both build the same model from the
 same seed, so their adapters must be equal tensor for tensor (tests/test_train.py compares).
@@ -56,19 +57,23 @@ def build(seed: int = 0):
     return tok, net, m
 
 
-def main(out: Path) -> None:
+def main(out: Path, device: str = "cpu") -> None:
+    import torch
     import torch.distributed as dist
 
     from stages.train import save_adapter
 
     sharded = "LOCAL_RANK" in os.environ
     tok, net, m = build()
+    if device == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        net = net.to("cuda")
     if sharded:
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import fully_shard
 
-        dist.init_process_group("gloo")
-        mesh = init_device_mesh("cpu", (dist.get_world_size(),))
+        dist.init_process_group("nccl" if device == "cuda" else "gloo")
+        mesh = init_device_mesh(device, (dist.get_world_size(),))
         for layer in net.base_model.model.model.layers:  # as accelerate's transformer wrap
             fully_shard(layer, mesh=mesh)
         fully_shard(net, mesh=mesh)
@@ -82,4 +87,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]).resolve())
+    main(Path(sys.argv[1]).resolve(), *sys.argv[2:])
