@@ -68,10 +68,10 @@ PYEOF
 
 # Loading, chat templates and labels, packing, a run key; a real LoRA training run whose
 # adapter is saved, reloaded and merged; the FSDP2 adapter save over gloo; the attention
-# choice; lm-eval's tasks offline; the CLI's refusals.
+# choice; lm-eval scoring a loaded model on the local tasks; the CLI's refusals.
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 DVC_NO_ANALYTICS=1 GX_ANALYTICS_ENABLED=false
 PATH="$VENV/bin:$PATH" "$VENV/bin/python" -m pytest -q -p no:cacheprovider \
   -o addopts="-ra --strict-markers" \
-  tests/test_train.py tests/test_evaluate.py tests/test_cli.py \
+  tests/test_train.py tests/test_evaluate.py tests/test_lm_eval_run.py tests/test_cli.py \
   -m "not slow or min_versions"
 echo "test-min: passed in $(( $(date +%s) - start )) s"
