@@ -33,13 +33,27 @@ def require_device(model: str, m: config.ModelParams) -> None:
 HUB_KERNELS = (("kernels-community/vllm-flash-attn3", (9,)), ("kernels-community/flash-attn2", ()))
 
 
-def cached_kernel(repo_id: str) -> bool:
-    """Whether a hub kernel is already in the HF cache: transformers would otherwise fetch
-    it at load time, and a run must never download code it was not pinned to."""
-    from huggingface_hub import constants
+def cached_kernel(repo_id: str) -> str | None:
+    """The commit of a hub kernel's version branch when the HF cache already holds it, else
+    None. transformers would otherwise fetch the kernel at load time, and a run must never
+    download code: the commit pins the load to what is on disk.
 
-    snapshots = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "snapshots"
-    return snapshots.is_dir() and any(snapshots.iterdir())
+    The layout is the one the `kernels` package reads offline: refs/v<N> (N the major
+    version transformers asks for) in `kernels--<org>--<name>`, or the older `models--`.
+    """
+    from huggingface_hub import constants
+    from transformers.integrations.hub_kernels import get_attn_kernel_version
+
+    ref = f"v{get_attn_kernel_version(repo_id)}"
+    cache = Path(os.environ.get("KERNELS_CACHE") or constants.HF_HUB_CACHE)
+    for kind in ("kernels", "models"):
+        folder = cache / f"{kind}--{repo_id.replace('/', '--')}"
+        pointer = folder / "refs" / ref
+        if pointer.is_file():
+            commit = pointer.read_text().strip()
+            if (folder / "snapshots" / commit).is_dir():
+                return commit
+    return None
 
 
 def attention(m: config.ModelParams) -> str:
@@ -61,8 +75,9 @@ def attention(m: config.ModelParams) -> str:
     if importlib.util.find_spec("kernels") is not None:
         major = torch.cuda.get_device_capability()[0]
         for repo_id, majors in HUB_KERNELS:
-            if (not majors or major in majors) and cached_kernel(repo_id):
-                return repo_id
+            commit = cached_kernel(repo_id) if not majors or major in majors else None
+            if commit:
+                return f"{repo_id}@{commit}"
     return "sdpa"
 
 

@@ -386,8 +386,16 @@ def _machine(monkeypatch, cache: Path, installed: set[str], cuda: bool, capabili
 
 
 def test_attention_is_the_fastest_installed_and_never_a_download(tmp_path, monkeypatch):
+    from transformers.integrations.hub_kernels import get_attn_kernel_version
+
     from stages.loading import attention
     from tests.hubstub import add_repo
+
+    def fetched(repo_id: str, version: int | None = None) -> str:
+        """A kernel as the `kernels` package caches it: a kernel repo, a v<N> branch."""
+        version = get_attn_kernel_version(repo_id) if version is None else version
+        files = {"build/torch-cuda/metadata.json": repo_id.encode() + bytes([version])}
+        return add_repo(cache, repo_id, files, repo_type="kernel", branch=f"v{version}")
 
     gpu = model_params("llama", device="cuda", precision="bf16")
     cpu = model_params("llama")
@@ -400,13 +408,15 @@ def test_attention_is_the_fastest_installed_and_never_a_download(tmp_path, monke
         update={"precision": "fp32"})})) == "sdpa"  # fmt: skip
     _machine(monkeypatch, cache, {"kernels"}, cuda=True)
     assert attention(gpu) == "sdpa"  # kernels installed, nothing fetched: no download
-    add_repo(cache, fa3, {"build/README.md": b"fa3"})
+    fetched(fa2, version=get_attn_kernel_version(fa2) - 1)
+    assert attention(gpu) == "sdpa"  # another major version than transformers loads
+    fa3_commit = fetched(fa3)
     assert attention(gpu) == "sdpa"  # FA3 builds are for Hopper only
     _machine(monkeypatch, cache, {"kernels"}, cuda=True, capability=9)
-    assert attention(gpu) == fa3
-    add_repo(cache, fa2, {"build/README.md": b"fa2"})
+    assert attention(gpu) == f"{fa3}@{fa3_commit}"  # pinned to what is on disk
+    fa2_commit = fetched(fa2)
     _machine(monkeypatch, cache, {"kernels"}, cuda=True, capability=8)
-    assert attention(gpu) == fa2
+    assert attention(gpu) == f"{fa2}@{fa2_commit}"
     _machine(monkeypatch, cache, set(), cuda=True)
     assert attention(gpu) == "sdpa"  # cached kernels without the package that loads them
     _machine(monkeypatch, cache, {"flash_attn", "kernels"}, cuda=False)
