@@ -349,6 +349,8 @@ def test_packed_rows_keep_examples_apart_and_mask_prompts(repo):
     ids, labels, pos = batch["input_ids"][0], batch["labels"][0], batch["position_ids"][0]
     starts = (pos == 0).nonzero().flatten().tolist() + [len(pos)]
     assert len(starts) > 3  # several examples in one row
+    # and the boundaries flash attention's varlen kernel reads, computed once per batch
+    assert batch["cu_seq_lens_q"].tolist() == batch["cu_seq_lens_k"].tolist() == starts
     outputs = {r["output"] + "<|eot_id|>" for r in records(12)}
     for a, b in zip(starts, starts[1:], strict=False):
         seg_ids, seg_labels = ids[a:b], labels[a:b]
