@@ -379,6 +379,40 @@ class ShardParams(Section):
         return self
 
 
+class HubDataParams(Section):
+    """A hub repository that `hub@<name>` turns into files under data/hub/<name>/ (params
+    `hub_data.<name>`): a dataset's configs and splits as Parquet, or a model's files."""
+
+    repo_id: str
+    revision: Revision = None
+    repo_type: Literal["dataset", "model"] = "dataset"
+    configs: list[str] = Field(
+        default_factory=lambda: ["default"],
+        description="dataset: the configs (subsets) of the card to read, one folder each",
+    )
+    splits: list[str] = Field(
+        default_factory=lambda: ["train"], description="dataset: the splits of every config"
+    )
+    files: list[str] = Field(
+        default_factory=list,
+        description="glob patterns of the repository's files to fetch (allow_patterns); empty: "
+        "all. A model repository needs them (a tokenizer's files, not its weights)",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.repo_type == "model" and not self.files:
+            raise ValueError("a hub_data entry of repo_type model needs `files` patterns")
+        if self.repo_type == "dataset" and not (self.configs and self.splits):
+            raise ValueError("a hub_data dataset needs `configs` and `splits`")
+        for what, names in (("configs", self.configs), ("splits", self.splits)):
+            if len(set(names)) != len(names):
+                raise ValueError(f"{what} lists a name twice")
+        for split in self.splits:
+            _check_name(split, "split")
+        return self
+
+
 class PinnedFile(Section):
     """One file of a pinned hub model, as `profile pin` read it: the hub gives a sha256 for
     files stored with LFS and the git blob id (sha1 of "blob <size>\\0" + bytes) for others."""
@@ -569,6 +603,7 @@ NAMED_SECTIONS: dict[str, type[BaseModel]] = {
     "sources": SourceParams,
     "text_sources": TextSourceParams,
     "models": ModelParams,
+    "hub_data": HubDataParams,
 }
 
 
