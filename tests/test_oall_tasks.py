@@ -84,7 +84,8 @@ def fake_hub_loader(monkeypatch, cache_rows: dict[tuple[str, str], dict]):
     def load(path, name=None, **kw):
         if (path, name) in cache_rows:
             splits = cache_rows[(path, name)]
-            return datasets.DatasetDict({s: datasets.Dataset.from_list(r) for s, r in splits.items()})
+            as_sets = {s: datasets.Dataset.from_list(r) for s, r in splits.items()}
+            return datasets.DatasetDict(as_sets)
         assert path == "parquet", f"a hub id reached load_dataset: {path}"
         return real(path, name=name, **kw)
 
