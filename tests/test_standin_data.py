@@ -65,3 +65,18 @@ def test_pin_rehearsal_offline_pins_every_hub_dataset_of_the_standin_cache(
     # all that check may still say on a CPU machine is the CUDA rule of another branch
     problems = [p for p in profile.missing(params) if "CUDA" not in p]
     assert problems == [], problems
+
+
+def test_make_paper_stays_offline_when_the_hub_data_is_pulled_not_cached(workspace, hub):
+    """A clone that `dvc pull`ed hub@'s outputs needs no HF cache for them: only what is
+    neither cached nor here (of the pinned revision) counts as missing."""
+    from stages.hub_data import MANIFEST, out_dir
+    from stages.storage import write_json
+
+    rev = "c" * 40
+    params = {"hub_data": {"instar500k": {"repo_id": INSTAR, "revision": rev}}}
+    assert profile.not_cached(params) == [f"{INSTAR}@{rev[:12]}"]
+    write_json(out_dir("instar500k") / MANIFEST, {"repo_id": INSTAR, "revision": "d" * 40})
+    assert profile.not_cached(params) == [f"{INSTAR}@{rev[:12]}"]  # another revision's
+    write_json(out_dir("instar500k") / MANIFEST, {"repo_id": INSTAR, "revision": rev})
+    assert profile.not_cached(params) == []
