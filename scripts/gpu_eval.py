@@ -1,8 +1,11 @@
 """The OALL suite for a base model and its adapter on a CUDA machine, from local files only.
 
-  # once, on a machine with network: the benchmark sets into a local HF cache folder
+  # once, on a machine with network: the benchmark sets at the profile's pinned commits into
+  # a local HF cache folder, and from it as Parquet under data/hub/ (what hub@ writes; a
+  # clone can `dvc pull` those instead)
   python -m scripts.gpu_eval fetch --hf-home /data/hf --profile profiles/paper.yaml
-  # on the GPU machine, offline: base, then base + adapter, same harness and prompts
+  # on the GPU machine, offline: base, then base + adapter, same harness and prompts, the
+  # local task files of the profile's include_path reading data/hub/
   python -m scripts.gpu_eval run --hf-home /data/hf --profile profiles/paper.yaml \\
       --pretrained /models/Meta-Llama-3-8B-Instruct --peft models/llamar-8b/adapter \\
       --out reports/gpu_eval/llamar-8b.json
@@ -85,17 +88,35 @@ def dataset_repos(manager, names: list[str]) -> set[str]:
     return repos
 
 
-def fetch(hf_home: Path, params: config.BenchmarkParams) -> None:
-    """Snapshot every dataset the tasks read into `hf_home`'s hub cache (needs network)."""
-    os.environ["HF_HOME"] = str(hf_home)
-    from huggingface_hub import snapshot_download
-    from lm_eval.tasks import TaskManager
+def benchmark_data(profile: Path, params: config.BenchmarkParams) -> dict[str, dict]:
+    """The profile's hub_data entries that its local task files read (data/hub/<name>/)."""
+    entries = (yaml.safe_load(profile.read_text()) or {}).get("hub_data") or {}
+    if not params.include_path:
+        return {}
+    folder = benchmarks.ROOT / params.include_path
+    texts = [p.read_text() for p in folder.rglob("*") if p.is_file() and "yaml" in p.name]
+    return {n: h for n, h in entries.items() if any(f"data/hub/{n}/" in t for t in texts)}
 
-    include = params.include_path and str(benchmarks.ROOT / params.include_path)
-    manager = TaskManager(include_path=include) if include else TaskManager()
-    for repo in sorted(dataset_repos(manager, list(params.tasks.values())) - {"json", "parquet"}):
-        print(f"fetch {repo}")
-        snapshot_download(repo, repo_type="dataset")
+
+def fetch(hf_home: Path, profile: Path, params: config.BenchmarkParams) -> None:
+    """The benchmark sets at the profile's pinned commits, from the hub into `hf_home`'s cache
+    and then as hub@'s Parquet under data/hub/ (what `run` reads); an unpinned one stops it."""
+    os.environ["HF_HOME"] = str(hf_home)
+    from stages import hub_data
+    from stages.console import StageError
+
+    entries = benchmark_data(profile, params)
+    unpinned = [n for n, h in entries.items() if not h.get("revision")]
+    if unpinned:
+        raise SystemExit(
+            f"{profile}: hub_data {', '.join(unpinned)} not pinned: run "
+            f"`python -m stages.profile pin {profile.stem}` first (fetch never takes main)"
+        )
+    for name, h in entries.items():
+        try:
+            hub_data.fetch(name, config.HubDataParams(**h))
+        except StageError as e:
+            raise SystemExit(str(e)) from None
 
 
 def from_config(name: str, tokenizer: str, device: str, overrides: dict[str, Any]):
@@ -214,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "fetch":
         if not args.hf_home:
             p.error("fetch needs --hf-home")
-        fetch(args.hf_home, params)
+        fetch(args.hf_home, args.profile, params)
         return
     if not (args.from_config or args.pretrained):
         p.error("run needs --pretrained (and --peft) or --from-config")

@@ -47,12 +47,16 @@ def include_dir(src: Path, dest: Path, root: Path = ROOT) -> Path:
     if not src.is_dir():
         raise StageError(f"{src}: no such task folder (evaluate.benchmarks.include_path)")
     dest.mkdir(parents=True, exist_ok=True)
-    for path in sorted(src.iterdir()):
+    # Subfolders too: each generated OALL group keeps its own utils.py beside its YAMLs.
+    for path in sorted(p for p in src.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        target = dest / path.relative_to(src)
         if path.suffix in (".yaml", ".yml") or path.name.endswith("_yaml"):
+            target.parent.mkdir(parents=True, exist_ok=True)
             text = DATA_FILE.sub(lambda m: f"{m[1]}{(root / m[2]).resolve()}", path.read_text())
-            (dest / path.name).write_text(text, encoding="utf-8")
+            target.write_text(text, encoding="utf-8")
         elif path.suffix == ".py":
-            shutil.copy2(path, dest / path.name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
     return dest
 
 

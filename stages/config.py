@@ -44,6 +44,15 @@ class HubDataset(Section):
     split: str = "train"
 
 
+class ColumnSet(Section):
+    """One published layout of a source: exactly these columns, read with this mapping."""
+
+    found: list[str] = Field(description="the source's columns, all of them (any order)")
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="record field -> source column for this layout"
+    )
+
+
 class SourceParams(Section):
     """One raw source that `ingest` turns into records (params `sources.<name>`)."""
 
@@ -53,12 +62,11 @@ class SourceParams(Section):
         "templates; records: a parquet already in the record schema (the `generate` output), "
         "taken as it is with its origin and meta",
     )
-    format: Literal["jsonl", "csv", "parquet", "hf"]
+    format: Literal["jsonl", "csv", "parquet"]
     path: str = Field(
-        description="the file DVC tracks; for format hf, the local snapshot folder "
-        "that `python -m stages.hub_fetch <source>` writes"
+        description="the file DVC tracks; a hub dataset's is hub@<name>'s Parquet, "
+        "data/hub/<name>/<config>/<split>.parquet (params `hub_data`)"
     )
-    hf: HubDataset | None = None
     origin: Literal["collected", "synthetic"] = "collected"
     origin_column: str | None = Field(None, description="column whose values give the origin")
     origin_map: dict[str, Literal["collected", "synthetic"]] = Field(
@@ -68,6 +76,12 @@ class SourceParams(Section):
         default_factory=dict,
         description="record field (or template placeholder) -> source column; identity if absent",
     )
+    column_sets: list[ColumnSet] = Field(
+        default_factory=list,
+        description="the layouts a source has had (a hub set's columns change between "
+        "commits): its columns must be one set exactly, whose mapping replaces `columns`; "
+        "empty: any columns, mapped by `columns`",
+    )
     meta_columns: list[str] = Field(
         default_factory=list, description="source columns kept verbatim in `meta`"
     )
@@ -75,12 +89,22 @@ class SourceParams(Section):
     template: str | None = Field(None, description="kind task: the entry of the templates file")
     on_error: Literal["fail", "quarantine"] = "fail"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_hub_format(cls, data):
+        if isinstance(data, dict) and data.get("format") == "hf":
+            raise ValueError(
+                "a source is read from a file: list the hub dataset in `hub_data` (hub@<name> "
+                "writes it as Parquet under data/hub/<name>/) and read that with format parquet"
+            )
+        return data
+
     @model_validator(mode="after")
     def _kind_fields(self):
         if self.kind == "task" and not self.template:
             raise ValueError("a source of kind 'task' needs `template`")
-        if self.format == "hf" and self.hf is None:
-            raise ValueError("a source of format 'hf' needs `hf: {repo_id, revision, split}`")
+        if self.column_sets and self.format == "jsonl":
+            raise ValueError("column_sets need a format whose columns are known up front")
         if self.kind == "records" and self.format != "parquet":
             raise ValueError("a source of kind 'records' must be format 'parquet'")
         return self
@@ -379,6 +403,40 @@ class ShardParams(Section):
         return self
 
 
+class HubDataParams(Section):
+    """A hub repository that `hub@<name>` turns into files under data/hub/<name>/ (params
+    `hub_data.<name>`): a dataset's configs and splits as Parquet, or a model's files."""
+
+    repo_id: str
+    revision: Revision = None
+    repo_type: Literal["dataset", "model"] = "dataset"
+    configs: list[str] = Field(
+        default_factory=lambda: ["default"],
+        description="dataset: the configs (subsets) of the card to read, one folder each",
+    )
+    splits: list[str] = Field(
+        default_factory=lambda: ["train"], description="dataset: the splits of every config"
+    )
+    files: list[str] = Field(
+        default_factory=list,
+        description="glob patterns of the repository's files to fetch (allow_patterns); empty: "
+        "all. A model repository needs them (a tokenizer's files, not its weights)",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.repo_type == "model" and not self.files:
+            raise ValueError("a hub_data entry of repo_type model needs `files` patterns")
+        if self.repo_type == "dataset" and not (self.configs and self.splits):
+            raise ValueError("a hub_data dataset needs `configs` and `splits`")
+        for what, names in (("configs", self.configs), ("splits", self.splits)):
+            if len(set(names)) != len(names):
+                raise ValueError(f"{what} lists a name twice")
+        for split in self.splits:
+            _check_name(split, "split")
+        return self
+
+
 class PinnedFile(Section):
     """One file of a pinned hub model, as `profile pin` read it: the hub gives a sha256 for
     files stored with LFS and the git blob id (sha1 of "blob <size>\\0" + bytes) for others."""
@@ -569,6 +627,7 @@ NAMED_SECTIONS: dict[str, type[BaseModel]] = {
     "sources": SourceParams,
     "text_sources": TextSourceParams,
     "models": ModelParams,
+    "hub_data": HubDataParams,
 }
 
 

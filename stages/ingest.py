@@ -19,7 +19,6 @@ import yaml
 
 from stages import config
 from stages.console import StageError, console, parser, progress, run
-from stages.hub_fetch import check_snapshot
 from stages.paths import quarantine_path, raw_path
 from stages.readers import columns_of, read_rows
 from stages.schema import FIELDS, ORIGINS, dump_meta, load_meta, make_record
@@ -200,25 +199,39 @@ def _placeholders(phrasings: list[dict]) -> list[str]:
     return names
 
 
+def column_set(name: str, src: config.SourceParams, header: list[str]) -> config.SourceParams:
+    """`src` with the mapping of the column set its file has; another set is refused by name
+    (a hub set renamed a column between commits: a silent mis-mapping would lose it)."""
+    if not src.column_sets:
+        return src
+    for cs in src.column_sets:
+        if set(cs.found) == set(header):
+            return src.model_copy(update={"columns": cs.columns})
+    known = " | ".join(", ".join(cs.found) for cs in src.column_sets)
+    raise StageError(
+        f"{src.path}: its columns ({', '.join(header)}) are none of sources.{name}.column_sets "
+        f"(known: {known}); add this set with its mapping to read it"
+    )
+
+
 def ingest(name: str, src: config.SourceParams, params: config.IngestParams) -> dict[str, int]:
     path = Path(src.path)
     template = load_template(Path(params.templates), src.template) if src.kind == "task" else None
-    if src.format == "hf":
-        check_snapshot(name, src)
-    elif not path.exists():
-        raise StageError(f"{path}: source file of {name!r} not found")
-    else:
-        if path.stat().st_size == 0:
-            raise StageError(f"{path}: source {name!r} is empty")
-        header = columns_of(path, src.format)
-        if header is not None:
-            needed = _needed_columns(src, template)
-            absent = [c for c in needed if c not in header]
-            if absent:
-                raise StageError(
-                    f"{path}: required column {absent[0]!r} missing (columns: {', '.join(header)})"
-                )
-    rows = read_rows(path, src.format, params.batch_size, src.hf)
+    if not path.exists():
+        hint = " (hub@ writes it: `dvc repro` or `dvc pull`)" if "data/hub/" in src.path else ""
+        raise StageError(f"{path}: source file of {name!r} not found{hint}")
+    if path.stat().st_size == 0:
+        raise StageError(f"{path}: source {name!r} is empty")
+    header = columns_of(path, src.format)
+    if header is not None:
+        src = column_set(name, src, header)
+        needed = _needed_columns(src, template)
+        absent = [c for c in needed if c not in header]
+        if absent:
+            raise StageError(
+                f"{path}: required column {absent[0]!r} missing (columns: {', '.join(header)})"
+            )
+    rows = read_rows(path, src.format, params.batch_size)
     if template is not None:
         records = task_records(name, src, rows, template, params.phrasings_per_item, params.seed)
     elif src.kind == "records":

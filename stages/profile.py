@@ -121,10 +121,9 @@ def pins(params: dict) -> list[Pin]:
     tok = limit.get("tokenizer")
     if limit.get("unit") == "tokens" and tok and not Path(tok).exists():
         found.append(Pin(("clean", "max_length"), tok, "model", False))
-    for section in ("sources", "text_sources"):
-        for key, s in (params.get(section) or {}).items():
-            if s.get("format") == "hf" and (s.get("hf") or {}).get("repo_id"):
-                found.append(Pin((section, key, "hf"), s["hf"]["repo_id"], "dataset", False))
+    for key, s in (params.get("text_sources") or {}).items():
+        if s.get("format") == "hf" and (s.get("hf") or {}).get("repo_id"):
+            found.append(Pin(("text_sources", key, "hf"), s["hf"]["repo_id"], "dataset", False))
     for key, h in (params.get("hub_data") or {}).items():
         if isinstance(h, Mapping) and "repo_id" in h and "revision" in h:
             kind = h.get("repo_type") or "dataset"
@@ -268,8 +267,18 @@ def pin(name: str) -> None:
     write_text(path, out.getvalue())
 
 
+def fetched(name: str, revision: str) -> bool:
+    """hub@<name>'s output is in the workspace (made here or `dvc pull`ed) for `revision`:
+    what reads it needs no HF cache."""
+    from stages.hub_data import MANIFEST, out_dir
+
+    manifest = out_dir(name) / MANIFEST
+    return manifest.is_file() and json.loads(manifest.read_text()).get("revision") == revision
+
+
 def not_cached(params: dict, kinds: tuple[str, ...] = ("model", "dataset")) -> list[str]:
-    """The pinned repo@revision (and pinned model files) of a profile that the HF cache lacks."""
+    """The pinned repo@revision (and pinned model files) of a profile that the HF cache lacks
+    (a hub_data entry whose hub@ output of that revision is already here needs none)."""
     gaps = []
     for p in pins(params):
         if p.repo_type not in kinds:
@@ -278,6 +287,8 @@ def not_cached(params: dict, kinds: tuple[str, ...] = ("model", "dataset")) -> l
         rev = at.get("revision")
         if rev is None:
             gaps.append(f"{p.repo_id} (not pinned)")
+            continue
+        if p.where[0] == "hub_data" and fetched(p.where[1], rev):
             continue
         snap = snapshot(p.repo_id, p.repo_type, rev)
         names = [f["name"] for f in at.get("files") or []] if p.files else []
@@ -297,7 +308,6 @@ def missing(params: dict) -> list[str]:
     if problems:
         return problems
     models = {k: config.named("models", k, params) for k in params.get("models") or {}}
-    sources = {k: config.named("sources", k, params) for k in params.get("sources") or {}}
     needs_gpu = [
         k
         for k, m in models.items()
@@ -316,9 +326,6 @@ def missing(params: dict) -> list[str]:
     limit = config.section("clean", params).max_length
     if limit.unit == "tokens" and not Path(limit.tokenizer).exists() and limit.revision is None:
         problems.append("clean.max_length.revision of the hub tokenizer is not pinned")
-    for k, s in sources.items():
-        if s.format == "hf" and s.hf.revision is None:
-            problems.append(f"sources.{k}.hf.revision is not pinned (run `profile pin`)")
     for k in params.get("text_sources") or {}:
         t = config.named("text_sources", k, params)
         if t.format == "hf" and t.hf.revision is None:

@@ -92,15 +92,6 @@ def read_parquet(path: Path, batch_size: int) -> Iterator[Row]:
             i += 1
 
 
-def read_hf(path: Path, config: str | None, split: str, batch_size: int) -> Iterator[Row]:
-    """A hub dataset from its local snapshot folder (see `stages.hub_fetch`); never the network."""
-    import datasets
-
-    ds = datasets.load_dataset(str(path), name=config, split=split, streaming=True)
-    for i, row in enumerate(ds):
-        yield i, row, None
-
-
 def columns_of(path: Path, fmt: str) -> list[str] | None:
     """Column names without reading the data (None where the format cannot say up front)."""
     if fmt == "csv":
@@ -111,13 +102,11 @@ def columns_of(path: Path, fmt: str) -> list[str] | None:
     return None
 
 
-def read_rows(path: Path, fmt: str, batch_size: int = 2048, hf=None) -> Iterator[Row]:
+def read_rows(path: Path, fmt: str, batch_size: int = 2048) -> Iterator[Row]:
     if fmt == "jsonl":
         return read_jsonl(path)
     if fmt == "csv":
         return read_csv(path)
     if fmt == "parquet":
         return read_parquet(path, batch_size)
-    if fmt == "hf":
-        return read_hf(path, hf.config, hf.split, batch_size)
     raise ValueError(f"unknown format {fmt!r}")

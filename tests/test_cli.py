@@ -24,7 +24,7 @@ STAGES = [
     "report",
     "config",
     "profile",
-    "hub_fetch",
+    "hub_data",
 ]
 
 
@@ -78,9 +78,10 @@ def test_unpinned_hub_base_is_refused(tmp_path):
     assert not (tmp_path / "models").exists()
 
 
-def test_hub_fetch_refuses_offline(tmp_path):
-    proc = cli("stages.hub_fetch", "instar500k", cwd=paper_workspace(tmp_path))
-    assert proc.returncode == 1 and "HF_HUB_OFFLINE=1" in proc.stderr
+def test_hub_data_refuses_an_unpinned_revision(tmp_path):
+    proc = cli("stages.hub_data", "instar500k", cwd=paper_workspace(tmp_path))
+    said = " ".join(proc.stderr.split())  # rich wraps at 80 columns
+    assert proc.returncode == 1 and "hub_data.instar500k.revision is not pinned" in said
 
 
 def test_a_params_typo_is_one_clear_line_not_a_traceback(tmp_path):

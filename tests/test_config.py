@@ -42,7 +42,7 @@ def test_task_source_needs_a_template_and_hub_source_needs_its_pin():
         config.named(
             "sources", "t", {"sources": {"t": {"kind": "task", "format": "csv", "path": "t.csv"}}}
         )
-    with pytest.raises(ParamsError, match="hf"):
+    with pytest.raises(ParamsError, match="hub_data"):
         config.named("sources", "h", {"sources": {"h": {"format": "hf", "path": "d"}}})
 
 

@@ -177,13 +177,17 @@ def test_contamination_finds_normalised_questions_in_training_fields(tmp_path):
 def test_paper_profile_runs_oall_v1_tasks_zero_shot_without_chat_template():
     from lm_eval.tasks import TaskManager
 
-    from scripts.gpu_eval import bench_params, dataset_repos
+    from scripts.gpu_eval import bench_params, benchmark_data, dataset_repos
 
-    params = bench_params(ROOT / "profiles/paper.yaml", {})
+    profile = ROOT / "profiles/paper.yaml"
+    params = bench_params(profile, {})
     assert params.num_fewshot == 0 and params.apply_chat_template is False
-    assert len(params.tasks) == 15 and "arabicmmlu" in params.tasks.values()
-    # What `scripts.gpu_eval fetch` would snapshot, read off lm-eval's own task index.
-    assert dataset_repos(TaskManager(), list(params.tasks.values())) == {
+    assert len(params.tasks) == 15 and "local_arabicmmlu" in params.tasks.values()
+    # The local tasks read nothing from the hub: only the Parquet files of data/hub/ ...
+    manager = TaskManager(include_path=str(ROOT / params.include_path))
+    assert dataset_repos(manager, list(params.tasks.values())) == {"parquet"}
+    # ... of the profile's hub_data entries for these repositories (`gpu_eval fetch`'s list)
+    assert {h["repo_id"] for h in benchmark_data(profile, params).values()} == {
         "MBZUAI/ArabicMMLU",
         "OALL/ACVA",
         "OALL/AlGhafa-Arabic-LLM-Benchmark-Native",

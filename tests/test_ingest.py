@@ -224,38 +224,58 @@ def test_empty_and_missing_sources_are_clear_errors(tmp_path):
         ingest("m", src(format="jsonl", path="missing.jsonl"), PARAMS)
 
 
-def test_hf_source_reads_its_pinned_local_snapshot_and_refuses_another(tmp_path):
-    snap = tmp_path / "hub" / "instar"
-    (snap / "data").mkdir(parents=True)
-    pq.write_table(
-        pa.Table.from_pylist(
-            [
-                {
-                    "instruction": "ما الفوتون؟",
-                    "output": "جسيم ضوئي.",
-                    "task": "open QA",
-                    "uuid": "u1",
-                    "source": "x",
-                    "system": "",
-                    "topic": "العلوم",
-                }
-            ]
-        ),
-        snap / "data" / "train-00000-of-00001.parquet",
+def paper_instar() -> config.SourceParams:
+    """The paper profile's InstAr-500k source, read from here."""
+    import yaml
+
+    paper = yaml.safe_load((ROOT / "profiles/paper.yaml").read_text(encoding="utf-8"))
+    return config.named("sources", "instar500k", paper)
+
+
+def hub_parquet(table: pa.Table, source: config.SourceParams) -> None:
+    Path(source.path).parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, source.path)
+
+
+def test_instar500k_reads_hub_parquet_of_its_known_column_sets_and_names_an_unknown_one():
+    from tests.standin_data import OLD_INSTAR_NAMES, instar_rows, instar_table
+
+    rows = instar_rows()[:20]
+    instar = paper_instar()
+    assert instar.path == "data/hub/instar500k/default/train.parquet"  # hub@instar500k's file
+    # the latest commit's layout: pandas' index column and no input column, read as it is
+    hub_parquet(instar_table(rows), instar)
+    assert ingest("instar500k", instar, PARAMS)["records"] == len(rows)
+    got = read("instar500k")
+    assert [r["output"] for r in got] == [r["output"] for r in rows]
+    assert {r["input"] for r in got} == {""} and got[1]["system"] == rows[1]["system"]
+    assert load_meta(got[0]["meta"]) == {"source": rows[0]["source"], "uuid": rows[0]["uuid"]}
+    # an older layout (another name for one column) is refused, its columns listed by name
+    hub_parquet(instar_table(rows, OLD_INSTAR_NAMES), instar)
+    with pytest.raises(StageError) as e:
+        ingest("instar500k", instar, PARAMS)
+    said = " ".join(str(e.value).split())
+    assert "response" in said and "__index_level_0__" in said and "column_sets" in said
+    # ... and read once its set is listed with its mapping
+    old_set = {
+        "found": [OLD_INSTAR_NAMES.get(c, c) for c in instar.column_sets[0].found],
+        "columns": {"output": "response"},
+    }
+    both = instar.model_copy(
+        update={"column_sets": [*instar.column_sets, config.ColumnSet(**old_set)]}
     )
-    rev = "a" * 40
-    (snap / ".instar-snapshot.json").write_text(json.dumps({"repo_id": "org/set", "revision": rev}))
-    s = src(
-        format="hf",
-        path=str(snap),
-        hf={"repo_id": "org/set", "revision": rev},
-        meta_columns=["source", "uuid"],
-    )
-    assert ingest("h", s, PARAMS)["records"] == 1
-    assert read("h")[0]["task"] == "open_qa"
-    moved = src(format="hf", path=str(snap), hf={"repo_id": "org/set", "revision": "b" * 40})
-    with pytest.raises(StageError, match="params pin org/set@bbbb"):
-        ingest("h", moved, PARAMS)
+    assert ingest("instar500k", both, PARAMS)["records"] == len(rows)
+    assert [r["output"] for r in read("instar500k")] == [r["output"] for r in rows]
+
+
+def test_a_hub_source_missing_its_file_says_what_writes_it():
+    with pytest.raises(StageError, match=r"hub@ writes it: `dvc repro` or `dvc pull`"):
+        ingest("instar500k", paper_instar(), PARAMS)
+
+
+def test_format_hf_for_a_source_points_at_hub_data():
+    with pytest.raises(ValueError, match="hub_data"):
+        src(format="hf", path="data/hub/x")
 
 
 def test_records_source_keeps_origin_task_and_meta_and_names_a_bad_row(tmp_path):

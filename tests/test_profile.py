@@ -202,7 +202,7 @@ def test_pin_writes_every_revision_and_the_model_file_lists(workspace, monkeypat
     profile.pin("paper")
     params = profile.load_profile("paper")
     found = profile.pins(params)
-    assert {p.where[0] for p in found} >= {"models", "clean", "sources", "text_sources", "hub_data"}
+    assert {p.where[0] for p in found} >= {"models", "clean", "text_sources", "hub_data"}
     for p in found:
         assert profile._at(params, p.where)["revision"] == fake_commit(p.repo_id), p
     for key in ("llamar-8b", "gemmar-7b"):

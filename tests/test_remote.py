@@ -129,3 +129,44 @@ def test_a_stopped_server_fails_push_and_pull_clearly_and_leaves_the_workspace(
         ["git", "status", "--porcelain"], cwd=fresh, capture_output=True, text=True, check=True
     )
     assert status.stdout == ""
+
+
+def test_a_clone_with_an_empty_hf_cache_needs_only_dvc_pull_of_the_hub_data(
+    server, tmp_path, monkeypatch
+):
+    """InstAr-500k through hub@, ingest@ and clean@ where a stand-in cache holds it; pushed.
+    A clone with an empty HF cache and HF_HUB_OFFLINE=1 pulls hub@'s output and nothing
+    else: its data stages then run from it, and hub@ is up to date."""
+    import yaml
+
+    from tests.conftest import fresh_clone, git_commit_all
+    from tests.standin_data import INSTAR, add_instar
+
+    cache = tmp_path / "hf-stub"
+    commit = add_instar(cache)["latest"]
+    repo = fresh_clone(tmp_path / "origin")
+    params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
+    paper = yaml.safe_load((repo / "profiles/paper.yaml").read_text(encoding="utf-8"))
+    params["hub_data"] = {"instar500k": {**paper["hub_data"]["instar500k"], "revision": commit}}
+    params["sources"]["instar500k"] = paper["sources"]["instar500k"]
+    assert paper["hub_data"]["instar500k"]["repo_id"] == INSTAR
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    ran = stages_run(dvc(repo, "repro", "clean@instar500k").stdout)
+    assert ran == {"hub@instar500k", "ingest@instar500k", "clean@instar500k"}
+    git_commit_all(repo, "instar500k from the stand-in hub")
+    configure(repo, server)
+    dvc(repo, "push", "hub@instar500k", "ingest@instar500k", "clean@instar500k")
+
+    empty = tmp_path / "empty-hf"
+    empty.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(empty))
+    fresh = clone(repo, tmp_path / "fresh", server)
+    dvc(fresh, "pull", "hub@instar500k")
+    assert (fresh / "data/hub/instar500k/default/train.parquet").is_file()
+    assert not (fresh / "data/raw/instar500k.parquet").exists()
+    ran = stages_run(dvc(fresh, "repro", "clean@instar500k").stdout)
+    assert ran == {"ingest@instar500k", "clean@instar500k"}  # hub@ is up to date: no hub
+    assert not any(empty.iterdir())  # nothing came from (or went to) an HF cache
+    for out in ("data/raw/instar500k.parquet", "data/clean/instar500k.parquet"):
+        assert (fresh / out).read_bytes() == (repo / out).read_bytes(), out

@@ -9,6 +9,7 @@ ran. Training is cut to a couple of steps in these copies: what reruns does not 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -58,6 +59,8 @@ def matrix_repo(pipeline, tmp_path_factory) -> Path:
 def restore(repo: Path) -> None:
     run(["git", "checkout", "--", "."], repo)
     run(["git", "clean", "-fdq", "data/sources"], repo)
+    run(["git", "clean", "-fdxq", "data/hub"], repo)  # a hub@ output of a row's own entry
+    os.environ.pop("HF_HUB_CACHE", None)  # a row's stand-in HF cache
     dvc(repo, "checkout", "--force")
 
 
@@ -146,8 +149,31 @@ def add_text_source(repo: Path) -> None:
     )
 
 
+def add_hub_data(repo: Path) -> None:
+    """A hub dataset in a stand-in HF cache, listed in hub_data at its commit: hub@ fetches it
+    offline; evaluation depends on data/hub (the benchmark sets' Parquet) and reruns."""
+    from tests.hubstub import add_repo
+    from tests.standin_data import dataset_files, oall_table
+
+    cache = repo.parent / "hf-stub"
+    files = dataset_files({"Iraq": {"test": oall_table("OALL/ACVA", "Iraq")}})
+    commit = add_repo(cache, "OALL/ACVA", files, "dataset")
+    os.environ["HF_HUB_CACHE"] = str(cache)  # dvc's stages inherit it (restore() drops it)
+    params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
+    params["hub_data"]["extra"] = {
+        "repo_id": "OALL/ACVA",
+        "revision": commit,
+        "configs": ["Iraq"],
+        "splits": ["test"],
+    }
+    (repo / "params.yaml").write_text(
+        yaml.safe_dump(params, allow_unicode=True, sort_keys=False), "utf-8"
+    )
+
+
 add_source.section = "sources"
 add_text_source.section = "text_sources"
+add_hub_data.section = "hub_data"
 
 # (what changes, the change, the stages that must run: a function of the source names)
 MATRIX: list[tuple[str, Callable[[Path], None], Callable[[list[str]], set[str]]]] = [
@@ -157,6 +183,7 @@ MATRIX: list[tuple[str, Callable[[Path], None], Callable[[list[str]], set[str]]]
         lambda s: {"generate"},
     ),
     ("a text source added", add_text_source, lambda s: {"generate"}),
+    ("a hub dataset added", add_hub_data, lambda s: {"hub@extra"} | evaluation()),
     (
         "one source's ingest param (same rows out)",
         param("sources.handwritten.on_error", "quarantine"),
