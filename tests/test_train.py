@@ -375,13 +375,13 @@ def test_half_precision_trains_on_the_cpu_so_only_the_device_needs_cuda(repo, pr
 
     import torch
 
-    from stages.loading import needs_cuda, require_device
+    from stages import loading
 
     m = model_params("llama", precision=precision, max_steps=4, learning_rate=0.01)
     make_repo(repo, "m", m, n_train=32)
-    require_device("m", m)  # no refusal on a CPU machine
-    assert not needs_cuda(m)
-    assert needs_cuda(m.model_copy(update={"train": m.train.model_copy(update={"device": "cuda"})}))
+    loading.require_device("m", m)  # no refusal on a CPU machine
+    on_gpu = m.model_copy(update={"train": m.train.model_copy(update={"device": "cuda"})})
+    assert loading.needs_cuda(on_gpu) and not loading.needs_cuda(m)
     _, trainer = trainer_for("m", m)
     half = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     assert trainer.model.get_input_embeddings().weight.dtype == half
