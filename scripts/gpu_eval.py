@@ -11,7 +11,9 @@
       --out reports/gpu_eval/llamar-8b.json
   # throughput only: the Llama-3-8B architecture built from config (random weights, a
   # random LoRA on top), on the project's own offline sets
-  python -m scripts.gpu_eval run --from-config llama3-8b --tokenizer models/tiny/base \\
+  # (the tokenizer: the profile's Meta-Llama-3-8B-Instruct at its pin, from the HF cache;
+  # --tokenizer <folder or cached hub id> for another)
+  python -m scripts.gpu_eval run --from-config llama3-8b \\
       --out reports/gpu_eval/llama3-8b-config.json
 
 The task list, few-shot count, limit, batch size and chat-template flag come from the
@@ -119,11 +121,41 @@ def fetch(hf_home: Path, profile: Path, params: config.BenchmarkParams) -> None:
             raise SystemExit(str(e)) from None
 
 
-def from_config(name: str, tokenizer: str, device: str, overrides: dict[str, Any]):
+# The published model of each architecture, whose tokenizer drives it by default.
+TOKENIZERS = {"llama3-8b": "meta-llama/Meta-Llama-3-8B-Instruct"}
+
+
+def default_tokenizer(name: str, profile: Path) -> tuple[str, str | None]:
+    """The architecture's own model and the revision the profile pins for it: what a fresh
+    GPU clone has in its HF cache after the paper profile's models are fetched."""
+    repo = TOKENIZERS[name]
+    models = (yaml.safe_load(profile.read_text()) or {}).get("models") or {}
+    for m in models.values():
+        base = (m or {}).get("base") or {}
+        if base.get("repo_id") == repo:
+            return repo, base.get("revision")
+    return repo, None
+
+
+def load_tokenizer(source: str, revision: str | None):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(source, revision=revision)
+    except (OSError, ValueError) as e:
+        at = f"@{revision}" if revision else ""
+        raise SystemExit(
+            f"--from-config: no tokenizer {source}{at} here ({type(e).__name__}). Pass "
+            "--tokenizer <a local folder or a hub id in the HF cache>, or put the profile's "
+            "pinned model into the HF cache (--hf-home) first."
+        ) from e
+
+
+def from_config(name: str, tokenizer, device: str, overrides: dict[str, Any]):
     """A model of a published architecture with random weights, built on `device` in bf16
-    (fp32 on CPU), and the tokenizer to drive it (any local one: ids stay below the vocab)."""
+    (fp32 on CPU), with the tokenizer that drives it (ids must stay below the vocab)."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     spec = {**ARCHITECTURES[name], **overrides}
     cfg = AutoConfig.for_model(**spec)
@@ -131,7 +163,7 @@ def from_config(name: str, tokenizer: str, device: str, overrides: dict[str, Any
     torch.manual_seed(0)
     with torch.device(device):
         net = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
-    return net.eval(), AutoTokenizer.from_pretrained(tokenizer)
+    return net.eval(), tokenizer
 
 
 def random_lora(net):
@@ -166,7 +198,13 @@ def run_variant(
 def run(args: argparse.Namespace, params: config.BenchmarkParams) -> dict[str, Any]:
     if args.from_config:
         overrides = json.loads(args.config_overrides or "{}")
-        net, tok = from_config(args.from_config, args.tokenizer, args.device, overrides)
+        source, revision = (
+            (args.tokenizer, None)
+            if args.tokenizer
+            else default_tokenizer(args.from_config, args.profile)
+        )
+        tok = load_tokenizer(source, revision)  # before building 8B of random weights
+        net, tok = from_config(args.from_config, tok, args.device, overrides)
         base_lm = benchmarks.make_lm(
             {"pretrained": net, "tokenizer": tok}, args.device, params.batch_size
         )
@@ -215,7 +253,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--peft", help="local folder of the adapter (omit: base only)")
     p.add_argument("--from-config", choices=sorted(ARCHITECTURES), help="random weights")
     p.add_argument("--config-overrides", help="JSON merged into the architecture (tests)")
-    p.add_argument("--tokenizer", default="models/tiny/base", help="with --from-config")
+    p.add_argument(
+        "--tokenizer",
+        help="with --from-config; default: the architecture's model at the profile's pin",
+    )
     p.add_argument("--tasks", help="JSON {name: lm-eval task}; default: the profile's")
     p.add_argument("--limit", type=int)
     p.add_argument("--batch-size", type=int)

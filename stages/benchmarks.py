@@ -1,6 +1,6 @@
 """Arabic benchmarks through lm-evaluation-harness (used by evaluate_base@ and evaluate@).
 
-The model is lm-eval's `hf` with `pretrained=<base>` (and `peft=<adapter>`), built once and
+The model is lm-eval's `hf` around the loaded base (and adapter), built once and
 run benchmark by benchmark, each through lm-eval's request cache, so a run that stops loses
 at most the benchmark it was on. Local task YAMLs (benchmarks/tasks/) are copied to a temp
 folder with their `data_files` made absolute, so they load whatever the working directory.
@@ -60,28 +60,10 @@ def include_dir(src: Path, dest: Path, root: Path = ROOT) -> Path:
     return dest
 
 
-DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-
-
-def lm_args(pretrained: str, peft: str | None, m: config.ModelParams) -> dict[str, Any]:
-    """model_args of lm-eval's `hf` model for a model of params.yaml."""
-    args: dict[str, Any] = {
-        "pretrained": pretrained,
-        "dtype": DTYPES[m.train.precision],
-        "trust_remote_code": False,
-    }
-    if m.base.kind == "hub" and m.base.revision and not Path(pretrained).is_dir():
-        args["revision"] = m.base.revision
-    if m.train.quantization == "4bit":
-        args["load_in_4bit"] = True
-    if peft:
-        args["peft"] = peft
-    return args
-
-
 def make_lm(args: dict[str, Any], device: str, batch_size: int):
-    """lm-eval's `hf` model, as `lm_eval --model hf --model_args pretrained=...,peft=...`
-    (`pretrained` may also be a loaded transformers model, with `tokenizer` beside it)."""
+    """lm-eval's `hf` model, as `lm_eval --model hf --model_args pretrained=...,peft=...`.
+    evaluate_base@/evaluate@ pass the model loaded as training loads it (`pretrained`: the
+    object, `tokenizer` beside it); lm-eval then ignores `device` and keeps its placement."""
     from lm_eval.api.registry import get_model
 
     return get_model("hf").create_from_arg_obj(args, {"batch_size": batch_size, "device": device})

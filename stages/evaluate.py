@@ -1,7 +1,8 @@
 """evaluate_base@<model> and evaluate@<model>: the base model, then its adapter, measured alike.
 
-Each variant is lm-eval's `hf` model (`pretrained=<base>`, plus `peft=<adapter>` for the
-adapter), run on:
+Each variant is the base loaded as training loads it (stages.loading.load_base, 4-bit
+included), plus the adapter through PEFT for the adapter, handed to lm-eval's `hf` model as
+a loaded object, and run on:
   - the benchmarks of `evaluate.benchmarks` (stages/benchmarks.py): `oall.*`, per-item logs
     in reports/lm_eval/<model>/<variant>/<task>.jsonl;
   - the InstAr test split: loss on the assistant's tokens, as in training, and perplexity
@@ -46,6 +47,17 @@ def encode(tokenizer, messages: list[dict], max_length: int) -> tuple[list[int],
     return full[:max_length], labels[:max_length]
 
 
+def input_device(net):
+    """Where the inputs go: the device of the input embeddings (the first layer, also when
+    a device map spreads the model), not a hard-coded one."""
+    return net.get_input_embeddings().weight.device
+
+
+# Rows of logits turned to fp32 at a time for the loss: the paper's 8 x 2048 tokens x 128k
+# vocabulary would be 8 GB as one fp32 tensor; 1024 rows of it are 0.5 GB.
+LOSS_ROWS = 1024
+
+
 def assistant_loss(
     net, tokenizer, examples: list[list[dict]], params: config.EvaluateParams, label: str
 ) -> dict[str, float]:
@@ -53,6 +65,7 @@ def assistant_loss(
     import torch
 
     net.eval()
+    device = input_device(net)
     total_nll, total_tokens = 0.0, 0
     encoded = [encode(tokenizer, m, params.max_length) for m in examples]
     batches = range(0, len(encoded), params.batch_size)
@@ -61,19 +74,27 @@ def assistant_loss(
             chunk = encoded[start : start + params.batch_size]
             width = max(len(ids) for ids, _ in chunk)
             pad = tokenizer.pad_token_id
-            ids = torch.tensor([i + [pad] * (width - len(i)) for i, _ in chunk])
-            labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in chunk])
-            mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i, _ in chunk])
-            logits = net(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-            target = labels[:, 1:]
-            nll = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.size(-1)),
-                target.reshape(-1),
-                ignore_index=-100,
-                reduction="sum",
+            ids = torch.tensor([i + [pad] * (width - len(i)) for i, _ in chunk], device=device)
+            labels = torch.tensor(
+                [lab + [-100] * (width - len(lab)) for _, lab in chunk], device=device
             )
-            total_nll += nll.item()
-            total_tokens += int((target != -100).sum())
+            mask = torch.tensor(
+                [[1] * len(i) + [0] * (width - len(i)) for i, _ in chunk], device=device
+            )
+            logits = net(input_ids=ids, attention_mask=mask).logits
+            # Position t predicts token t + 1: only the positions whose next token carries
+            # loss are read, a chunk of rows at a time, each turned to fp32 on its own.
+            # (With a device map the logits are on the last layer's device.)
+            labels = labels.to(logits.device)
+            rows, cols = (labels[:, 1:] != -100).nonzero(as_tuple=True)
+            for at in range(0, len(rows), LOSS_ROWS):
+                r, c = rows[at : at + LOSS_ROWS], cols[at : at + LOSS_ROWS]
+                nll = torch.nn.functional.cross_entropy(
+                    logits[r, c].float(), labels[r, c + 1], reduction="sum"
+                )
+                total_nll += nll.item()
+            total_tokens += len(rows)
+            del logits
     loss = total_nll / max(total_tokens, 1)
     return {
         "loss": round(loss, 5),
@@ -115,14 +136,15 @@ def generate(net, tokenizer, prompts: list[list[dict]], params: config.EvaluateP
     pad = tokenizer.pad_token_id
     answers: list[str] = []
     batches = range(0, len(encoded), gen.batch_size)
+    device = input_device(net)
     net.eval()
     with torch.no_grad():
         for start in progress(batches, "generate", len(batches)):
             chunk = encoded[start : start + gen.batch_size]
             width = max(len(ids) for ids in chunk)
-            ids = torch.tensor([[pad] * (width - len(i)) + i for i in chunk], device=net.device)
+            ids = torch.tensor([[pad] * (width - len(i)) + i for i in chunk], device=device)
             mask = torch.tensor(
-                [[0] * (width - len(i)) + [1] * len(i) for i in chunk], device=net.device
+                [[0] * (width - len(i)) + [1] * len(i) for i in chunk], device=device
             )
             out = net.generate(
                 input_ids=ids,
@@ -135,29 +157,46 @@ def generate(net, tokenizer, prompts: list[list[dict]], params: config.EvaluateP
     return [a.strip() for a in answers]
 
 
-def model_source(model: str, m: config.ModelParams) -> str:
-    return str(base_dir(model)) if m.base.kind == "config" else str(m.base.repo_id)
+def load_variant(model: str, m: config.ModelParams, variant: str):
+    """The model that lm-eval and the test loss read, and its tokenizer: the base loaded as
+    training loaded it (stages.loading.load_base: precision, NF4 4-bit with double
+    quantisation, trust_remote_code, pad token), with the adapter on top for `adapter`.
+    One path for every setting; lm-eval gets the loaded object, since its own loading from
+    model args cannot take a quantisation config (it passes its own)."""
+    from peft import PeftModel
+
+    from stages.loading import adapter_dir, load_base
+
+    tokenizer, net = load_base(model, m)
+    if m.train.device == "cuda" and net.device.type != "cuda":  # 4-bit: its device map did
+        net = net.to("cuda")
+    if variant == "adapter":
+        net = PeftModel.from_pretrained(net, str(adapter_dir(model)))
+    return net.eval(), tokenizer
 
 
 def evaluate_variant(
     model: str, m: config.ModelParams, params: config.EvaluateParams, variant: str
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Flat metrics of one variant (base or adapter) and its generations."""
-    from stages.benchmarks import cache_path, lm_args, make_lm, run_benchmarks
+    from stages.benchmarks import cache_path, make_lm, run_benchmarks
     from stages.chat import supports_system, to_messages
     from stages.data import load_split
     from stages.loading import adapter_dir, require_device
     from stages.textmetrics import chrf, rouge_l, sentence_chrf
 
     require_device(model, m)
-    peft = str(adapter_dir(model)) if variant == "adapter" else None
-    folders = [base_dir(model)] + ([adapter_dir(model)] if peft else [])
+    folders = [base_dir(model)] + ([adapter_dir(model)] if variant == "adapter" else [])
     for folder in folders:
         if not folder.is_dir():
             raise StageError(f"{folder}: missing; run `dvc repro` up to it first")
     label = f"{model} {variant}"
-    args = lm_args(model_source(model, m), peft, m)
-    lm = make_lm(args, m.train.device, params.benchmarks.batch_size)
+    net, tokenizer = load_variant(model, m, variant)
+    lm = make_lm(
+        {"pretrained": net, "tokenizer": tokenizer},
+        m.train.device,
+        params.benchmarks.batch_size,
+    )
     bench = params.benchmarks
     salt = f"{m.train.precision}|{m.train.quantization}|{m.base.revision}"
     cache = cache_path(bench.request_cache, f"{model}-{variant}-{fingerprint(folders, salt)}")

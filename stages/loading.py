@@ -15,17 +15,25 @@ def adapter_dir(model: str) -> Path:
     return Path("models") / model / "adapter"
 
 
+def needs_cuda(m: config.ModelParams) -> bool:
+    """Whether this model's settings need a CUDA GPU: its device only. Where the base comes
+    from (a hub id or a local config) does not matter, and neither does the precision: bf16
+    and fp16 train and evaluate on the CPU with torch 2.13 (tests/test_train.py trains both)."""
+    return m.train.device == "cuda"
+
+
 def require_device(model: str, m: config.ModelParams) -> None:
     """Refuse at once, before anything loads, what this machine cannot do."""
     import torch
 
-    if m.base.kind == "hub" or m.train.device == "cuda" or m.train.precision != "fp32":
-        if not torch.cuda.is_available():
-            raise StageError(
-                f"model {model!r} needs a CUDA GPU ({m.base.repo_id or 'device: cuda'}); "
-                "none is visible. The paper profile runs on a GPU machine with hub access or "
-                "local weights and the gated licences accepted (see README, 'Profiles')."
-            )
+    if needs_cuda(m) and not torch.cuda.is_available():
+        raise StageError(
+            f"model {model!r} needs a CUDA GPU ({m.base.repo_id or 'a local base'}, "
+            "train.device: cuda); none is visible. The "
+            "paper profile runs on a GPU machine with hub access or local weights and the "
+            "gated licences accepted (see README, 'Profiles'); its CPU rehearsal is "
+            "profiles/rehearsal.yaml."
+        )
 
 
 # Hub attention kernels (the `kernels` package) that transformers loads by repo id, fastest
@@ -111,5 +119,10 @@ def load_base(model: str, m: config.ModelParams):
         if m.train.device == "cuda":  # each DDP process holds its own copy on its own GPU
             kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
     tokenizer = AutoTokenizer.from_pretrained(**src, trust_remote_code=m.train.trust_remote_code)
+    if tokenizer.pad_token is None:
+        # Llama-3-Instruct ships none. Padding with eos is what TRL does for training
+        # (SFTTrainer: `args.pad_token or tokenizer.pad_token or eos`), so evaluation pads
+        # the same way; padded positions are masked in both.
+        tokenizer.pad_token = tokenizer.eos_token
     net = AutoModelForCausalLM.from_pretrained(**src, **kwargs)
     return tokenizer, net

@@ -32,6 +32,7 @@ import yaml
 from stages import config
 from stages.base import file_hash, loaded_files
 from stages.console import StageError, console, parser, run
+from stages.loading import needs_cuda
 from stages.storage import write_json, write_text
 
 PROFILES = Path("profiles")
@@ -308,11 +309,7 @@ def missing(params: dict) -> list[str]:
     if problems:
         return problems
     models = {k: config.named("models", k, params) for k in params.get("models") or {}}
-    needs_gpu = [
-        k
-        for k, m in models.items()
-        if m.base.kind == "hub" or m.train.device == "cuda" or m.train.precision != "fp32"
-    ]
+    needs_gpu = [k for k, m in models.items() if needs_cuda(m)]
     if needs_gpu:
         import torch
 

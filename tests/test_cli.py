@@ -28,11 +28,13 @@ STAGES = [
 ]
 
 
-def cli(*args, cwd=ROOT):
+def cli(*args, cwd=ROOT, no_gpu=False):
+    # no_gpu: the refusals a CPU machine gives, on a CUDA machine too (no device visible)
+    extra = {"CUDA_VISIBLE_DEVICES": ""} if no_gpu else {}
     return subprocess.run(
         [sys.executable, "-m", *args],
         cwd=cwd,
-        env=env(),
+        env={**env(), **extra},
         capture_output=True,
         text=True,
         timeout=300,
@@ -51,7 +53,7 @@ def test_every_stage_module_has_a_help_that_says_what_it_does(stage):
 
 def test_paper_profile_refuses_at_once_saying_what_is_missing():
     start = time.perf_counter()
-    proc = cli("stages.profile", "check", "paper")
+    proc = cli("stages.profile", "check", "paper", no_gpu=True)
     assert proc.returncode == 1
     assert "need a CUDA GPU" in proc.stderr and "llamar-8b" in proc.stderr
     assert "revision is not pinned" in proc.stderr
@@ -64,7 +66,7 @@ def paper_workspace(tmp_path: Path) -> Path:
 
 
 def test_training_a_hub_model_without_cuda_stops_before_loading_anything(tmp_path):
-    proc = cli("stages.train", "llamar-8b", cwd=paper_workspace(tmp_path))
+    proc = cli("stages.train", "llamar-8b", cwd=paper_workspace(tmp_path), no_gpu=True)
     assert proc.returncode == 1
     assert (
         "needs a CUDA GPU" in proc.stderr and "meta-llama/Meta-Llama-3-8B-Instruct" in proc.stderr

@@ -4,6 +4,7 @@ logs agree with the metrics files, and a LoRA change re-evaluates the adapter on
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -113,3 +114,25 @@ def test_report_has_a_paper_style_table_and_the_card_shows_its_charts(pipeline):
     card = (pipeline / "data/instar/README.md").read_text()
     for png in ("task_mix", "source_mix", "lengths"):
         assert f"(card/{png}.png)" in card
+
+
+def test_a_tiny_4bit_model_trains_and_evaluates_through_dvc_repro(pipeline_copy):
+    """QLoRA end to end on CPU (bitsandbytes): the base is loaded for evaluation as training
+    loaded it, NF4 with double quantisation, and the adapter goes on top of it."""
+    from tests.conftest import dvc, stages_run
+
+    params_file = pipeline_copy / "params.yaml"
+    params = yaml.safe_load(params_file.read_text())
+    params["models"]["tiny"]["train"]["quantization"] = "4bit"
+    params_file.write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False))
+    proc = dvc(pipeline_copy, "repro", "report", timeout=1200)
+    ran = stages_run(proc.stdout)
+    assert {"train@tiny", "evaluate_base@tiny", "evaluate@tiny", "report"} <= ran, ran
+    assert not any(s.endswith("@tiny-gemma") for s in ran), ran  # its params did not change
+    base = json.loads((pipeline_copy / "metrics/eval_base/tiny.json").read_text())
+    tuned = json.loads((pipeline_copy / "metrics/eval/tiny.json").read_text())
+    for metrics in (base, tuned):
+        assert metrics["oall.acva.items"] >= 60 and metrics["instar_test.tokens"] > 0
+        assert math.isfinite(metrics["instar_test.perplexity"])
+    assert tuned["instar_test.perplexity"] < base["instar_test.perplexity"]
+    assert "tiny" in (pipeline_copy / "reports/summary.md").read_text()

@@ -275,14 +275,19 @@ def test_pin_offline_names_the_repositories_the_cache_lacks(workspace, hub, monk
     assert (workspace / "profiles/paper.yaml").read_text() == before  # nothing half-written
 
 
-# The rule that hub models need CUDA is replaced by needs_cuda() (device and precision only)
-# on another branch of issue 12; until it is merged, check refuses the rehearsal on CPU.
-@pytest.mark.xfail(strict=True, reason="needs stages.loading.needs_cuda (issue 12, defect 9)")
+# Hub models on the CPU: only train.device decides (stages.loading.needs_cuda).
 def test_check_passes_on_cpu_for_the_pinned_rehearsal(workspace, hub, monkeypatch):
+    import torch
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     fill(hub, profile.load_profile("paper"))
     profile.pin("rehearsal")
     assert profile.missing(profile.load_profile("rehearsal")) == []
+    # The same pins with the paper's device still need a GPU, wherever the check runs.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    paper = profile.load_profile("rehearsal")
+    paper["models"]["llamar-8b"]["train"]["device"] = "cuda"
+    assert any("llamar-8b need a CUDA GPU" in p for p in profile.missing(paper))
 
 
 # ------------------------------------------------------------------------- base@ (hub)

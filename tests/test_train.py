@@ -464,3 +464,26 @@ def test_the_pipeline_writes_cards_curves_and_final_figures(pipeline):
         assert json.loads((run / "finished.json").read_text())["steps"] == metrics["steps"]
         assert not list(run.glob("checkpoint-*"))
         assert (pipeline / f"models/{m}/merged/NOT_EXPORTED.md").is_file()
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_half_precision_trains_on_the_cpu_so_only_the_device_needs_cuda(repo, precision):
+    """The evidence behind stages.loading.needs_cuda: with torch 2.13 both half precisions
+    train on the CPU (finite, falling loss), so a CPU rehearsal may keep the paper's bf16."""
+    import math
+
+    import torch
+
+    from stages import loading
+
+    m = model_params("llama", precision=precision, max_steps=4, learning_rate=0.01)
+    make_repo(repo, "m", m, n_train=32)
+    loading.require_device("m", m)  # no refusal on a CPU machine
+    on_gpu = m.model_copy(update={"train": m.train.model_copy(update={"device": "cuda"})})
+    assert loading.needs_cuda(on_gpu) and not loading.needs_cuda(m)
+    _, trainer = trainer_for("m", m)
+    half = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    assert trainer.model.get_input_embeddings().weight.dtype == half
+    trainer.train()
+    losses = _logged_losses(trainer)
+    assert losses and all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
