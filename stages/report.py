@@ -18,8 +18,11 @@ from stages.storage import atomic_path, write_text
 REPORTS = Path("reports")
 
 
-def load_metrics(folder: Path) -> dict[str, dict[str, Any]]:
-    return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+def load_metrics(folder: Path, models: list[str]) -> dict[str, dict[str, Any]]:
+    # Only the params' models: another profile's files stay in git beside them (an
+    # experiment of the paper profile still holds the default models' metrics).
+    return {m: json.loads((folder / f"{m}.json").read_text()) for m in models
+            if (folder / f"{m}.json").is_file()}  # fmt: skip
 
 
 def loss_curve(model: str) -> tuple[list[int], list[float]]:
@@ -223,14 +226,15 @@ def main() -> None:
     p = parser("report", __doc__)
     p.parse_args()
     params = config.section("report")
-    evals = load_metrics(Path("metrics/eval"))
+    models = sorted(config.read_params().get("models") or {})
+    evals = load_metrics(Path("metrics/eval"), models)
     if not evals:
         raise StageError("metrics/eval/ has no results; run the evaluate stages first")
-    bases = load_metrics(Path("metrics/eval_base"))
+    bases = load_metrics(Path("metrics/eval_base"), models)
     missing = sorted(set(evals) - set(bases))
     if missing:
         raise StageError(f"metrics/eval_base/ lacks {missing}; run the evaluate_base stages first")
-    trains = load_metrics(Path("metrics/train"))
+    trains = load_metrics(Path("metrics/train"), models)
     contamination_file = Path("metrics/contamination.json")
     contamination = (
         json.loads(contamination_file.read_text()) if contamination_file.is_file() else {}

@@ -435,11 +435,12 @@ def test_the_base_loads_with_the_chosen_attention(repo, monkeypatch):
     assert loading.load_base("m", m)[1].config._attn_implementation == "eager"
 
 
-def test_dvc_yaml_persists_checkpoints_and_declares_the_adapters():
+def test_checkpoints_are_no_dvc_output_and_the_adapters_are_declared():
+    # `dvc exp run` checks the lock's outputs out before it runs and deletes a declared one
+    # the lock lacks (a killed run's): the rehearsal test shows the resume that needs this.
     spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     outs = spec["stages"]["train"]["do"]["outs"]
-    (ckpt,) = [o for o in outs if isinstance(o, dict) and "checkpoints/${key}" in o]
-    assert ckpt["checkpoints/${key}"] == {"persist": True}
+    assert not [o for o in map(str, outs) if "checkpoints" in o]
     assert {"models/${key}/adapter", "models/${key}/README.md"} <= set(map(str, outs))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for name in params["models"]:
