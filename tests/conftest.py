@@ -91,6 +91,17 @@ def fresh_clone(dest: Path) -> Path:
     return dest
 
 
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """An empty stand-in HF cache that the code under test reads."""
+    import huggingface_hub.constants as c
+
+    cache = tmp_path / "hf-hub"
+    cache.mkdir()
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(cache))
+    return cache
+
+
 @pytest.fixture(scope="session")
 def pipeline(tmp_path_factory) -> Path:
     """A fresh clone after one full `dvc repro` of the default profile, committed."""

@@ -21,17 +21,6 @@ from tests.standin_data import add_oall, dataset_files, oall_table, paper_hub_da
 PER_GROUP = 1
 
 
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-    """An empty stand-in HF cache that the code under test reads."""
-    import huggingface_hub.constants as c
-
-    cache = tmp_path / "hf-hub"
-    cache.mkdir()
-    monkeypatch.setattr(c, "HF_HUB_CACHE", str(cache))
-    return cache
-
-
 def test_the_committed_tasks_are_what_lm_evals_files_generate(tmp_path):
     oall_tasks.generate(tmp_path)
     assert oall_tasks.same_tree(tmp_path, ROOT / oall_tasks.OUT) == []

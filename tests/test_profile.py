@@ -45,17 +45,6 @@ def workspace(tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-    """An empty stand-in HF cache that the code under test reads."""
-    import huggingface_hub.constants as c
-
-    cache = tmp_path / "hf-hub"
-    cache.mkdir()
-    monkeypatch.setattr(c, "HF_HUB_CACHE", str(cache))
-    return cache
-
-
 def fill(cache: Path, params: dict) -> dict[str, str]:
     """Every hub repository the profile names, in the stand-in cache; returns their commits."""
     commits = {}

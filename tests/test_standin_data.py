@@ -31,16 +31,6 @@ def workspace(tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-    import huggingface_hub.constants as c
-
-    cache = tmp_path / "hf-hub"
-    cache.mkdir()
-    monkeypatch.setattr(c, "HF_HUB_CACHE", str(cache))
-    return cache
-
-
 def test_pin_rehearsal_offline_pins_every_hub_dataset_of_the_standin_cache(
     workspace, hub, monkeypatch
 ):
