@@ -269,7 +269,8 @@ def main(argv: list[str] | None = None) -> None:
         overrides["tasks"] = json.loads(args.tasks)
     if args.from_config and not args.tasks:
         # Throughput runs use the project's own sets: nothing to fetch.
-        overrides["tasks"] = config.BenchmarkParams().tasks
+        own = config.BenchmarkParams()
+        overrides["tasks"], overrides["include_path"] = own.tasks, own.include_path
     params = bench_params(args.profile, overrides)
     if args.hf_home:
         os.environ["HF_HOME"] = str(args.hf_home)

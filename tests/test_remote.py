@@ -99,38 +99,6 @@ def snapshot(repo: Path) -> dict[str, tuple[int, int]]:
     }
 
 
-def test_a_stopped_server_fails_push_and_pull_clearly_and_leaves_the_workspace(
-    pushed, server, tmp_path, monkeypatch
-):
-    """Last in the module: it stops the module's server (weed mini's ports allow one)."""
-    # botocore retries a refused connection 4 times with backoff, per file; 2 attempts keep
-    # the test short and still exercise a retry (README, "Troubleshooting").
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
-    repo = tmp_path / "repo"
-    shutil.copytree(pushed, repo, symlinks=True)
-    fresh = clone(repo, tmp_path / "fresh", server)
-    server.stop()
-
-    before = snapshot(repo)
-    push = dvc(repo, "push", check=False)
-    said = push.stdout + push.stderr
-    assert push.returncode != 0
-    assert "Could not connect to the endpoint URL" in said and server.endpoint in said, said
-    assert snapshot(repo) == before
-
-    before = snapshot(fresh)
-    pull = dvc(fresh, "pull", check=False)
-    said = pull.stdout + pull.stderr
-    assert pull.returncode != 0
-    assert "Could not connect to the endpoint URL" in said and "failed to pull" in said, said
-    assert snapshot(fresh) == before
-    assert not (fresh / "data/instar/train").exists()
-    status = subprocess.run(
-        ["git", "status", "--porcelain"], cwd=fresh, capture_output=True, text=True, check=True
-    )
-    assert status.stdout == ""
-
-
 def test_a_clone_with_an_empty_hf_cache_needs_only_dvc_pull_of_the_hub_data(
     server, tmp_path, monkeypatch
 ):
@@ -170,3 +138,35 @@ def test_a_clone_with_an_empty_hf_cache_needs_only_dvc_pull_of_the_hub_data(
     assert not any(empty.iterdir())  # nothing came from (or went to) an HF cache
     for out in ("data/raw/instar500k.parquet", "data/clean/instar500k.parquet"):
         assert (fresh / out).read_bytes() == (repo / out).read_bytes(), out
+
+
+def test_a_stopped_server_fails_push_and_pull_clearly_and_leaves_the_workspace(
+    pushed, server, tmp_path, monkeypatch
+):
+    """Last in the module: it stops the module's server (weed mini's ports allow one)."""
+    # botocore retries a refused connection 4 times with backoff, per file; 2 attempts keep
+    # the test short and still exercise a retry (README, "Troubleshooting").
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    repo = tmp_path / "repo"
+    shutil.copytree(pushed, repo, symlinks=True)
+    fresh = clone(repo, tmp_path / "fresh", server)
+    server.stop()
+
+    before = snapshot(repo)
+    push = dvc(repo, "push", check=False)
+    said = push.stdout + push.stderr
+    assert push.returncode != 0
+    assert "Could not connect to the endpoint URL" in said and server.endpoint in said, said
+    assert snapshot(repo) == before
+
+    before = snapshot(fresh)
+    pull = dvc(fresh, "pull", check=False)
+    said = pull.stdout + pull.stderr
+    assert pull.returncode != 0
+    assert "Could not connect to the endpoint URL" in said and "failed to pull" in said, said
+    assert snapshot(fresh) == before
+    assert not (fresh / "data/instar/train").exists()
+    status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=fresh, capture_output=True, text=True, check=True
+    )
+    assert status.stdout == ""
