@@ -45,7 +45,8 @@ def split_path(name: str, config_name: str, split: str) -> Path:
     return out_dir(name) / config_dir(config_name) / f"{split}.parquet"
 
 
-def _offline() -> bool:
+def offline() -> bool:
+    """HF_HUB_OFFLINE as huggingface_hub reads it, read now (a profile run may unset it)."""
     import os
 
     return os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
@@ -73,7 +74,7 @@ def snapshot(name: str, h: config.HubDataParams) -> Path:
     except LocalEntryNotFoundError:
         from huggingface_hub import constants
 
-        where = "HF_HUB_OFFLINE=1 and it is not" if _offline() else "the hub is unreachable and"
+        where = "HF_HUB_OFFLINE=1 and it is not" if offline() else "the hub is unreachable and"
         raise StageError(
             f"hub_data.{name}: {h.repo_type} {h.repo_id}@{h.revision}: {where} in the HF cache "
             f"{constants.HF_HUB_CACHE}; fetch it where the hub is reachable (unset "

@@ -32,6 +32,7 @@ import yaml
 from stages import config
 from stages.base import file_hash, loaded_files
 from stages.console import StageError, console, parser, run
+from stages.hub_data import offline
 from stages.loading import needs_cuda
 from stages.storage import write_json, write_text
 
@@ -149,10 +150,6 @@ def snapshot(repo_id: str, repo_type: str, revision: str) -> Path:
 
     folder = hub_cache() / repo_folder_name(repo_id=repo_id, repo_type=repo_type)
     return folder / "snapshots" / revision
-
-
-def offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
 
 
 def from_cache(pin_: Pin) -> tuple[str, list[dict] | None]:
