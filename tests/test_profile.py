@@ -474,6 +474,14 @@ def killed_mid_stage(repo: Path, *args: str) -> None:
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    # DVC's rwlock takes a live PID for a holder: wait until the killed group is gone
+    gone = time.monotonic() + 30
+    while time.monotonic() < gone:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
     hold.unlink()
 
 
