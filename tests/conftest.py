@@ -44,6 +44,20 @@ def dvc(cwd: Path, *args: str, check: bool = True, timeout: int = 900):
     return run(["dvc", *args], cwd, check, timeout)
 
 
+def wait_gone(pgid: int, timeout: float = 30) -> None:
+    """Until a SIGKILLed process group is gone: DVC's rwlock takes a PID not yet reaped for a
+    live holder, so a rerun straight after a kill may find its outputs busy."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+
+
 def stages_run(output: str) -> set[str]:
     """The stages DVC says it ran (not what --dry predicts)."""
     return set(re.findall(r"Running stage '([^']+)'", output))

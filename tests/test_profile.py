@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from stages import profile
-from tests.conftest import ROOT, env
+from tests.conftest import ROOT, env, wait_gone
 from tests.hubstub import add_repo
 
 MODEL_FILES = {
@@ -474,14 +474,7 @@ def killed_mid_stage(repo: Path, *args: str) -> None:
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    # DVC's rwlock takes a live PID for a holder: wait until the killed group is gone
-    gone = time.monotonic() + 30
-    while time.monotonic() < gone:
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
+    wait_gone(proc.pid)
     hold.unlink()
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import env, stages_run
+from tests.conftest import env, stages_run, wait_gone
 from tests.standin_hub import fill
 
 pytestmark = [pytest.mark.slow, pytest.mark.rehearsal]
@@ -83,6 +83,7 @@ def test_the_readme_commands_rehearse_the_paper_profile(pipeline, stand_in, tmp_
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate()
+    wait_gone(proc.pid)
     step = int(reached.read_text())
     assert 0 < step < 6  # the rehearsal trains 6 steps, saving every 2
     hold.unlink()
