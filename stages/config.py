@@ -236,6 +236,16 @@ class LengthLimit(Section):
             raise ValueError("max_length.unit 'tokens' needs max_length.tokenizer")
         return self
 
+    @property
+    def from_hub(self) -> bool:
+        return self.unit == "tokens" and is_hub_id(self.tokenizer)
+
+
+def is_hub_id(name: str) -> bool:
+    """A hub repository id rather than a local folder. A folder under data/ is a stage's
+    output (tokenizer@<name>) that a fresh clone has yet to make or pull."""
+    return not (Path(name).exists() or Path(name).parts[:1] == ("data",))
+
 
 class LanguageParams(Section):
     """Language identification (lingua) among the candidate languages."""
@@ -437,6 +447,25 @@ class HubDataParams(Section):
         return self
 
 
+class TokenizerParams(HubDataParams):
+    """A tokenizer's files that `tokenizer@<name>` copies from its pinned hub commit into
+    data/tokenizers/<name>/ (params `tokenizers.<name>`), for clean's token limit: a DVC
+    output, so a clone's `dvc pull` needs neither the hub nor an HF cache to count tokens."""
+
+    repo_type: Literal["model"] = "model"
+    files: list[str] = Field(
+        default_factory=lambda: list(TOKENIZER_FILES),
+        description="glob patterns of the tokenizer's files (never the weights)",
+    )
+
+
+# What AutoTokenizer.from_pretrained reads of a repository, in either format.
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+    "added_tokens.json", "vocab.json", "merges.txt", "chat_template.jinja",
+)  # fmt: skip
+
+
 class PinnedFile(Section):
     """One file of a pinned hub model, as `profile pin` read it: the hub gives a sha256 for
     files stored with LFS and the git blob id (sha1 of "blob <size>\\0" + bytes) for others."""
@@ -628,6 +657,7 @@ NAMED_SECTIONS: dict[str, type[BaseModel]] = {
     "text_sources": TextSourceParams,
     "models": ModelParams,
     "hub_data": HubDataParams,
+    "tokenizers": TokenizerParams,
 }
 
 

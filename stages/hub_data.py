@@ -1,5 +1,6 @@
 """hub@<name>: one hub repository of params `hub_data`, at its pinned commit, as files the
-pipeline owns under data/hub/<name>/.
+pipeline owns under data/hub/<name>/; tokenizer@<name> the same for a tokenizer of params
+`tokenizers`, under data/tokenizers/<name>/ (apart, so that clean depends on tokenizers only).
 
 A dataset becomes one Parquet file per config and split, data/hub/<name>/<config>/<split>.parquet,
 read from the HF cache (huggingface_hub's snapshot_download, which works offline when the
@@ -26,13 +27,13 @@ from stages import config
 from stages.console import StageError, console, parser, run
 from stages.storage import RecordWriter, write_json
 
-ROOT = Path("data/hub")
+ROOTS = {"hub_data": Path("data/hub"), "tokenizers": Path("data/tokenizers")}
 MANIFEST = "hub.json"
 READERS = (".parquet", ".jsonl", ".json", ".csv")
 
 
-def out_dir(name: str) -> Path:
-    return ROOT / name
+def out_dir(name: str, section: str = "hub_data") -> Path:
+    return ROOTS[section] / name
 
 
 def config_dir(config_name: str) -> str:
@@ -52,11 +53,11 @@ def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
 
 
-def snapshot(name: str, h: config.HubDataParams) -> Path:
+def snapshot(name: str, h: config.HubDataParams, section: str = "hub_data") -> Path:
     """The cached snapshot of the pinned commit (downloaded first when online)."""
     if h.revision is None:
         raise StageError(
-            f"hub_data.{name}.revision is not pinned to a commit: run `python -m stages.profile "
+            f"{section}.{name}.revision is not pinned to a commit: run `python -m stages.profile "
             "pin <profile>` (it pins every hub repository of the profile)"
         )
     from huggingface_hub import snapshot_download
@@ -76,7 +77,7 @@ def snapshot(name: str, h: config.HubDataParams) -> Path:
 
         where = "HF_HUB_OFFLINE=1 and it is not" if offline() else "the hub is unreachable and"
         raise StageError(
-            f"hub_data.{name}: {h.repo_type} {h.repo_id}@{h.revision}: {where} in the HF cache "
+            f"{section}.{name}: {h.repo_type} {h.repo_id}@{h.revision}: {where} in the HF cache "
             f"{constants.HF_HUB_CACHE}; fetch it where the hub is reachable (unset "
             "HF_HUB_OFFLINE), or `dvc pull` this stage's outputs"
         ) from None
@@ -152,7 +153,7 @@ def fetch_dataset(name: str, h: config.HubDataParams, snap: Path) -> dict:
     return configs
 
 
-def fetch_files(name: str, h: config.HubDataParams, snap: Path) -> list[str]:
+def fetch_files(name: str, h: config.HubDataParams, snap: Path, folder: Path) -> list[str]:
     """A model repository's files that `files` allows, copied as they are. A cached snapshot
     may hold more (the weights, fetched for training): the patterns filter again here."""
     from huggingface_hub.utils import filter_repo_objects
@@ -161,18 +162,18 @@ def fetch_files(name: str, h: config.HubDataParams, snap: Path) -> list[str]:
     names = []
     for rel in filter_repo_objects(cached, allow_patterns=h.files):
         path = snap / rel
-        dest = out_dir(name) / rel
+        dest = folder / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, dest)  # follows the cache's symlink to the blob
         names.append(str(rel))
     if not names:
-        raise StageError(f"hub_data.{name}: no cached file matches its `files` patterns")
+        raise StageError(f"{folder}: no cached file of {h.repo_id} matches its `files` patterns")
     return names
 
 
-def fetch(name: str, h: config.HubDataParams) -> dict:
-    snap = snapshot(name, h)
-    folder = out_dir(name)
+def fetch(name: str, h: config.HubDataParams, section: str = "hub_data") -> dict:
+    snap = snapshot(name, h, section)
+    folder = out_dir(name, section)
     if folder.exists():  # a DVC output: what a previous run left is not part of this one
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
@@ -182,18 +183,24 @@ def fetch(name: str, h: config.HubDataParams) -> dict:
         rows = sum(s["rows"] for c in manifest["configs"].values() for s in c["splits"].values())
         what = f"{len(h.configs)} configs x {len(h.splits)} splits, {rows} rows"
     else:
-        manifest["files"] = fetch_files(name, h, snap)
+        manifest["files"] = fetch_files(name, h, snap, folder)
         what = f"{len(manifest['files'])} files"
     write_json(folder / MANIFEST, manifest)
-    console.print(f"hub@{name}: {h.repo_id}@{h.revision[:12]} -> {folder} ({what})")
+    stage = "hub" if section == "hub_data" else "tokenizer"
+    console.print(f"{stage}@{name}: {h.repo_id}@{h.revision[:12]} -> {folder} ({what})")
     return manifest
 
 
 def main() -> None:
     p = parser("hub_data", __doc__)
-    p.add_argument("name", help="a key of `hub_data` in params.yaml")
+    p.add_argument("name", help="a key of the section in params.yaml")
+    p.add_argument(
+        "--section", choices=sorted(ROOTS), default="hub_data",
+        help="hub_data (hub@<name>, data/hub/) or tokenizers (tokenizer@<name>, data/tokenizers/)",
+    )  # fmt: skip
     args = p.parse_args()
-    fetch(args.name, config.named("hub_data", args.name, config.read_params()))
+    params = config.read_params()
+    fetch(args.name, config.named(args.section, args.name, params), args.section)
 
 
 if __name__ == "__main__":

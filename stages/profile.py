@@ -121,16 +121,22 @@ def pins(params: dict) -> list[Pin]:
             found.append(Pin(("models", key, "base"), base["repo_id"], "model", True))
     limit = (params.get("clean") or {}).get("max_length") or {}
     tok = limit.get("tokenizer")
-    if limit.get("unit") == "tokens" and tok and not Path(tok).exists():
+    if limit.get("unit") == "tokens" and tok and config.is_hub_id(tok):
         found.append(Pin(("clean", "max_length"), tok, "model", False))
     for key, s in (params.get("text_sources") or {}).items():
         if s.get("format") == "hf" and (s.get("hf") or {}).get("repo_id"):
             found.append(Pin(("text_sources", key, "hf"), s["hf"]["repo_id"], "dataset", False))
-    for key, h in (params.get("hub_data") or {}).items():
-        if isinstance(h, Mapping) and "repo_id" in h and "revision" in h:
-            kind = h.get("repo_type") or "dataset"
-            found.append(Pin(("hub_data", key), h["repo_id"], kind, False))
+    for section, default_kind in FETCHED.items():
+        for key, h in (params.get(section) or {}).items():
+            if isinstance(h, Mapping) and "repo_id" in h and "revision" in h:
+                kind = h.get("repo_type") or default_kind
+                found.append(Pin((section, key), h["repo_id"], kind, False))
     return found
+
+
+# The sections whose repositories a stage copies into the workspace (hub@, tokenizer@), with
+# the repo_type an entry has by default.
+FETCHED = {"hub_data": "dataset", "tokenizers": "model"}
 
 
 def _at(params: Mapping, where: tuple[str, ...]) -> Mapping:
@@ -265,12 +271,12 @@ def pin(name: str) -> None:
     write_text(path, out.getvalue())
 
 
-def fetched(name: str, revision: str) -> bool:
-    """hub@<name>'s output is in the workspace (made here or `dvc pull`ed) for `revision`:
-    what reads it needs no HF cache."""
+def fetched(section: str, name: str, revision: str) -> bool:
+    """hub@<name>'s (or tokenizer@<name>'s) output is in the workspace (made here or `dvc
+    pull`ed) for `revision`: what reads it needs no HF cache."""
     from stages.hub_data import MANIFEST, out_dir
 
-    manifest = out_dir(name) / MANIFEST
+    manifest = out_dir(name, section) / MANIFEST
     return manifest.is_file() and json.loads(manifest.read_text()).get("revision") == revision
 
 
@@ -286,7 +292,7 @@ def not_cached(params: dict, kinds: tuple[str, ...] = ("model", "dataset")) -> l
         if rev is None:
             gaps.append(f"{p.repo_id} (not pinned)")
             continue
-        if p.where[0] == "hub_data" and fetched(p.where[1], rev):
+        if p.where[0] in FETCHED and fetched(p.where[0], p.where[1], rev):
             continue
         snap = snapshot(p.repo_id, p.repo_type, rev)
         names = [f["name"] for f in at.get("files") or []] if p.files else []
@@ -318,15 +324,16 @@ def missing(params: dict) -> list[str]:
         elif m.base.kind == "hub" and not m.base.files:
             problems.append(f"models.{k}.base.files are not pinned (run `profile pin`)")
     limit = config.section("clean", params).max_length
-    if limit.unit == "tokens" and not Path(limit.tokenizer).exists() and limit.revision is None:
+    if limit.from_hub and limit.revision is None:
         problems.append("clean.max_length.revision of the hub tokenizer is not pinned")
     for k in params.get("text_sources") or {}:
         t = config.named("text_sources", k, params)
         if t.format == "hf" and t.hf.revision is None:
             problems.append(f"text_sources.{k}.hf.revision is not pinned")
-    for k, h in (params.get("hub_data") or {}).items():
-        if isinstance(h, Mapping) and "repo_id" in h and h.get("revision") is None:
-            problems.append(f"hub_data.{k}.revision is not pinned (run `profile pin`)")
+    for section in FETCHED:
+        for k, h in (params.get(section) or {}).items():
+            if isinstance(h, Mapping) and "repo_id" in h and h.get("revision") is None:
+                problems.append(f"{section}.{k}.revision is not pinned (run `profile pin`)")
     gen = config.section("generate", params) if params.get("generate") else None
     if gen and gen.backend == "openai" and gen.openai.api_key_env:
         if not os.environ.get(gen.openai.api_key_env):

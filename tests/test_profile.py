@@ -191,7 +191,7 @@ def test_pin_writes_every_revision_and_the_model_file_lists(workspace, monkeypat
     profile.pin("paper")
     params = profile.load_profile("paper")
     found = profile.pins(params)
-    assert {p.where[0] for p in found} >= {"models", "clean", "text_sources", "hub_data"}
+    assert {p.where[0] for p in found} >= {"models", "tokenizers", "text_sources", "hub_data"}
     for p in found:
         assert profile._at(params, p.where)["revision"] == fake_commit(p.repo_id), p
     for key in ("llamar-8b", "gemmar-7b"):
@@ -204,9 +204,12 @@ def test_pin_writes_every_revision_and_the_model_file_lists(workspace, monkeypat
             "sha256": hashlib.sha256(data).hexdigest(),
         }
         assert set(by_name["config.json"]) == {"name", "git_sha1"}  # not in LFS: the blob id
-    # the tokenizer of clean.max_length is the llama repository: one commit for both
+    # clean.max_length counts with tokenizer@llama3's copy of the llama repository, pinned
+    # at the model's own commit; the folder is an output, not a hub id to pin
+    assert params["clean"]["max_length"]["tokenizer"] == "data/tokenizers/llama3"
+    assert "revision" not in params["clean"]["max_length"]
     assert (
-        params["clean"]["max_length"]["revision"]
+        params["tokenizers"]["llama3"]["revision"]
         == params["models"]["llamar-8b"]["base"]["revision"]
     )
     # round trip: every line but the pinned revisions is as it was (comments included), and
@@ -378,7 +381,7 @@ out, ck = pathlib.Path("out"), pathlib.Path("ck")
 out.mkdir(exist_ok=True)
 if stage == "first":
     (out / "first.txt").write_text(str(p["ingest"]["seed"]))
-else:  # a training-like stage: a persisted checkpoint, and a pause the test can kill
+else:  # a training-like stage: a checkpoint outside DVC (as checkpoints/), a pause to kill
     ck.mkdir(exist_ok=True)
     resumed = (ck / "state").exists()
     (ck / "state").write_text("started")
@@ -400,10 +403,7 @@ PIPELINE = """stages:
     cmd: python step.py slow
     deps: [step.py, out/first.txt]
     params: [clean.batch_size]
-    outs:
-      - out/slow.txt
-      - ck:
-          persist: true
+    outs: [out/slow.txt]
     metrics:
       - metrics/slow.json:
           cache: false
@@ -427,12 +427,13 @@ def small_repo(tmp_path) -> Path:
     )
     (repo / "step.py").write_text(STEP)
     (repo / "dvc.yaml").write_text(PIPELINE)
-    (repo / ".gitignore").write_text("__pycache__/\nslow.started\n")
+    (repo / ".gitignore").write_text("__pycache__/\nslow.started\nck/\n")
     run_cmd(["git", "init", "-q", "-b", "main"], repo)
     run_cmd(["git", "config", "user.name", "InstAr tests"], repo)
     run_cmd(["git", "config", "user.email", "tests@instar.invalid"], repo)
     dvc(repo, "init", "-q")
     dvc(repo, "repro")
+    shutil.rmtree(repo / "ck")  # the default run's: only a killed profile run may leave one
     git_commit_all(repo, "default outputs")
     (tmp_path / "runs.log").write_text("")
     return repo

@@ -4,6 +4,7 @@ Every test points the remote at that server through .dvc/config.local, so nothin
 reach AWS.
 """
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -102,39 +103,56 @@ def snapshot(repo: Path) -> dict[str, tuple[int, int]]:
 def test_a_clone_with_an_empty_hf_cache_needs_only_dvc_pull_of_the_hub_data(
     server, tmp_path, monkeypatch
 ):
-    """InstAr-500k through hub@, ingest@ and clean@ where a stand-in cache holds it; pushed.
-    A clone with an empty HF cache and HF_HUB_OFFLINE=1 pulls hub@'s output and nothing
-    else: its data stages then run from it, and hub@ is up to date."""
+    """InstAr-500k through hub@, ingest@ and clean@ with the paper's token limit (the Llama
+    tokenizer through tokenizer@llama3) where a stand-in cache holds both; pushed. A clone
+    with an empty HF cache and HF_HUB_OFFLINE=1 pulls hub@'s and tokenizer@'s outputs and
+    nothing else: its data stages then run from them, and neither fetch stage reruns."""
     import yaml
 
     from tests.conftest import fresh_clone, git_commit_all
-    from tests.standin_data import INSTAR, add_instar
+    from tests.standin_data import INSTAR, add_instar, instar_rows
+    from tests.standin_models import add_paper_models
 
     cache = tmp_path / "hf-stub"
     commit = add_instar(cache)["latest"]
+    texts = [f"{r['system']} {r['instruction']} {r['output']}" for r in instar_rows()]
+    llama = "meta-llama/Meta-Llama-3-8B-Instruct"
+    model_commit = add_paper_models(cache, texts)[llama]
     repo = fresh_clone(tmp_path / "origin")
     params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
     paper = yaml.safe_load((repo / "profiles/paper.yaml").read_text(encoding="utf-8"))
     params["hub_data"] = {"instar500k": {**paper["hub_data"]["instar500k"], "revision": commit}}
+    params["tokenizers"] = {"llama3": {**paper["tokenizers"]["llama3"], "revision": model_commit}}
+    assert paper["tokenizers"]["llama3"]["repo_id"] == llama
     params["sources"]["instar500k"] = paper["sources"]["instar500k"]
+    # the paper's token limit, low enough here that the stand-in's longest rows exceed it
+    limit = {**paper["clean"]["max_length"], "limit": 40}
+    assert limit["unit"] == "tokens" and limit["tokenizer"] == "data/tokenizers/llama3"
+    params["clean"]["max_length"] = limit
     assert paper["hub_data"]["instar500k"]["repo_id"] == INSTAR
     (repo / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False))
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     ran = stages_run(dvc(repo, "repro", "clean@instar500k").stdout)
-    assert ran == {"hub@instar500k", "ingest@instar500k", "clean@instar500k"}
-    git_commit_all(repo, "instar500k from the stand-in hub")
+    assert ran == {"hub@instar500k", "tokenizer@llama3", "ingest@instar500k", "clean@instar500k"}
+    files = sorted(p.name for p in (repo / "data/tokenizers/llama3").iterdir())
+    assert "tokenizer.json" in files and not any(f.endswith(".safetensors") for f in files)
+    metrics = json.loads((repo / "metrics/clean/instar500k.json").read_text())
+    assert metrics["dropped"].get("too_long", 0) > 0, metrics  # counted in Llama tokens
+    git_commit_all(repo, "instar500k and the llama tokenizer from the stand-in hub")
     configure(repo, server)
-    dvc(repo, "push", "hub@instar500k", "ingest@instar500k", "clean@instar500k")
+    dvc(repo, "push", "hub@instar500k", "tokenizer@llama3", "ingest@instar500k", "clean@instar500k")
 
     empty = tmp_path / "empty-hf"
     empty.mkdir()
     monkeypatch.setenv("HF_HUB_CACHE", str(empty))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
     fresh = clone(repo, tmp_path / "fresh", server)
-    dvc(fresh, "pull", "hub@instar500k")
+    dvc(fresh, "pull", "hub@instar500k", "tokenizer@llama3")
     assert (fresh / "data/hub/instar500k/default/train.parquet").is_file()
+    assert (fresh / "data/tokenizers/llama3/tokenizer.json").is_file()
     assert not (fresh / "data/raw/instar500k.parquet").exists()
     ran = stages_run(dvc(fresh, "repro", "clean@instar500k").stdout)
-    assert ran == {"ingest@instar500k", "clean@instar500k"}  # hub@ is up to date: no hub
+    assert ran == {"ingest@instar500k", "clean@instar500k"}  # hub@, tokenizer@ up to date
     assert not any(empty.iterdir())  # nothing came from (or went to) an HF cache
     for out in ("data/raw/instar500k.parquet", "data/clean/instar500k.parquet"):
         assert (fresh / out).read_bytes() == (repo / out).read_bytes(), out
