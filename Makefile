@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml requirements.lock
 install: $(STAMP)  ## create .venv and install the locked versions
 
 repro: install  ## run the default pipeline (dvc repro)
-	$(PY) -m stages.config
+	$(PY) -m scripts.check_params
 	dvc repro
 
 test: install  ## run every test, slow ones included (pytest's "no tests" counts as failure)
@@ -44,8 +44,8 @@ test-min:  ## the HF stack at pyproject's lower bounds, on this torch, in a thro
 	scripts/min_versions.sh
 
 lint: install  ## ruff over code and tests
-	ruff check stages tests bench scripts
-	ruff format --check stages tests bench scripts
+	ruff check instar stages tests bench scripts
+	ruff format --check instar stages tests bench scripts
 
 bench: install  ## ingest+clean+dedup speed and memory -> bench/results.json (CORPUS=raw.jsonl, or ROWS=)
 	$(PY) -m bench.run $(if $(CORPUS),--corpus $(CORPUS)) $(if $(ROWS),--rows $(ROWS))
@@ -61,7 +61,7 @@ remote-down:  ## stop the local S3 server
 # unsets it and says which pins are missing.
 PROFILE ?= paper
 paper: install  ## a profile as a DVC experiment (default PROFILE=paper: CUDA GPU; README "Profiles")
-	$(PY) -m stages.profile run $(PROFILE) --online-if-needed $(if $(EXP),-n $(EXP))
+	$(PY) -m scripts.profiles run $(PROFILE) --online-if-needed $(if $(EXP),-n $(EXP))
 
 lock:  ## re-resolve pyproject.toml into requirements.lock (needs the package index)
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

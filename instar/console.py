@@ -26,8 +26,9 @@ class StageError(Exception):
 
 
 def parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The argument parser of `python -m stages.<prog>` (or of a dotted module: a script)."""
     return argparse.ArgumentParser(
-        prog=f"python -m stages.{prog}",
+        prog=f"python -m {prog if '.' in prog else 'stages.' + prog}",
         description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -35,7 +36,7 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 def run(main: Callable[[], None]) -> None:
     """Run a stage's main; turn known errors into one red line and a non-zero exit."""
-    from stages.config import ParamsError
+    from instar.params.core import ParamsError
 
     start = time.perf_counter()
     try:

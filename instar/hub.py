@@ -1,6 +1,6 @@
-"""hub@<name>: one hub repository of params `hub_data`, at its pinned commit, as files the
-pipeline owns under data/hub/<name>/; tokenizer@<name> the same for a tokenizer of params
-`tokenizers`, under data/tokenizers/<name>/ (apart, so that clean depends on tokenizers only).
+"""Hub repositories at their pinned commit, as files the pipeline owns: what hub@<name>
+(params `hub_data`, under data/hub/<name>/) and tokenizer@<name> (params `tokenizers`, under
+data/tokenizers/<name>/, apart so that clean depends on tokenizers only) write.
 
 A dataset becomes one Parquet file per config and split, data/hub/<name>/<config>/<split>.parquet,
 read from the HF cache (huggingface_hub's snapshot_download, which works offline when the
@@ -23,9 +23,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from stages import config
-from stages.console import StageError, console, parser, run
-from stages.storage import RecordWriter, write_json
+from instar.console import StageError, console
+from instar.params import core as config
+from instar.records.storage import RecordWriter, write_json
 
 ROOTS = {"hub_data": Path("data/hub"), "tokenizers": Path("data/tokenizers")}
 MANIFEST = "hub.json"
@@ -57,7 +57,7 @@ def snapshot(name: str, h: config.HubDataParams, section: str = "hub_data") -> P
     """The cached snapshot of the pinned commit (downloaded first when online)."""
     if h.revision is None:
         raise StageError(
-            f"{section}.{name}.revision is not pinned to a commit: run `python -m stages.profile "
+            f"{section}.{name}.revision is not pinned to a commit: run `python -m scripts.profiles "
             "pin <profile>` (it pins every hub repository of the profile)"
         )
     from huggingface_hub import snapshot_download
@@ -189,19 +189,3 @@ def fetch(name: str, h: config.HubDataParams, section: str = "hub_data") -> dict
     stage = "hub" if section == "hub_data" else "tokenizer"
     console.print(f"{stage}@{name}: {h.repo_id}@{h.revision[:12]} -> {folder} ({what})")
     return manifest
-
-
-def main() -> None:
-    p = parser("hub_data", __doc__)
-    p.add_argument("name", help="a key of the section in params.yaml")
-    p.add_argument(
-        "--section", choices=sorted(ROOTS), default="hub_data",
-        help="hub_data (hub@<name>, data/hub/) or tokenizers (tokenizer@<name>, data/tokenizers/)",
-    )  # fmt: skip
-    args = p.parse_args()
-    params = config.read_params()
-    fetch(args.name, config.named(args.section, args.name, params), args.section)
-
-
-if __name__ == "__main__":
-    run(main)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from stages import config
+from instar.params import core as config
 
 Messages = list[dict[str, str]]
 

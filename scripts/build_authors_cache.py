@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from stages import config
+from instar.params import core as config
 from stages.generate import build_prompts
 
 SOURCE = Path("data/generate_cache/authors.yaml")

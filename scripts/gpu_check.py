@@ -1,12 +1,12 @@
 """Train the real LoRA and QLoRA paths of train@<model> on a Llama-3-8B-shaped model.
 
 The model is built from Llama-3-8B's config with random weights (nothing is downloaded), saved
-as safetensors, and loaded back through stages.loading.load_base as the paper profile loads
+as safetensors, and loaded back through instar.modeling.loading.load_base as the paper profile loads
 its base (bf16, or 4-bit NF4 with double quantisation and bf16 compute), then trained with
 stages.train.build_trainer (TRL SFTTrainer + PEFT, assistant-only loss, bfd packing, gradient
 checkpointing) for --steps steps. Prints tokens/s and peak GPU memory per path, as JSON too.
 
-It also checks what only a GPU shows: that the attention implementation stages.loading
+It also checks what only a GPU shows: that the attention implementation instar.modeling.loading
 chooses is the one the model runs, and is called (varlen calls counted: the packed batches'
 `cu_seq_lens` reach it); and, with 2 GPUs, that an FSDP2-sharded adapter saved through
 stages.train.save_adapter over NCCL equals a one-process save (tests/fsdp_save.py). A
@@ -95,7 +95,7 @@ def dry_run(arch: str, r: int = 16) -> dict:
     from peft import get_peft_model
     from transformers import LlamaForCausalLM
 
-    from stages import config
+    from instar.params import core as config
     from stages.train import lora_config
 
     with torch.device("meta"):
@@ -115,7 +115,7 @@ def check_plan(arch: str) -> dict:
     """What the GPU checks would do on this machine, run nowhere."""
     import torch
 
-    from stages.loading import attention
+    from instar.modeling.loading import attention
 
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     return {
@@ -193,7 +193,7 @@ def fsdp_check(work: Path) -> dict:
 
 
 def model_params(arch: str, mode: str, steps: int, batch: int, length: int, device="cuda"):
-    from stages import config
+    from instar.params import core as config
 
     return config.ModelParams.model_validate(
         {
@@ -227,7 +227,7 @@ def build_base(arch: str, folder: Path, device: str):
     import torch
     from transformers import LlamaForCausalLM
 
-    from stages.base import build_tokenizer
+    from instar.modeling.build import build_tokenizer
 
     texts = [t for r in records(2000) for t in (r["instruction"], r["output"])]
     tok = build_tokenizer(texts, 2000, "llama3")
@@ -247,8 +247,8 @@ def train_once(name: str, m, work: Path) -> dict:
     import datasets
     import torch
 
-    from stages.data import as_messages
-    from stages.loading import attention, load_base
+    from instar.modeling.data import as_messages
+    from instar.modeling.loading import attention, load_base
     from stages.train import build_trainer
 
     if m.train.device == "cuda":

@@ -33,8 +33,9 @@ from typing import Any
 
 import yaml
 
-from stages import benchmarks, config
-from stages.storage import write_json
+from instar.evaluation import harness as benchmarks
+from instar.params import core as config
+from instar.records.storage import write_json
 
 # Llama-3-8B's published config (meta-llama/Meta-Llama-3-8B config.json).
 ARCHITECTURES: dict[str, dict[str, Any]] = {
@@ -104,15 +105,15 @@ def fetch(hf_home: Path, profile: Path, params: config.BenchmarkParams) -> None:
     """The benchmark sets at the profile's pinned commits, from the hub into `hf_home`'s cache
     and then as hub@'s Parquet under data/hub/ (what `run` reads); an unpinned one stops it."""
     os.environ["HF_HOME"] = str(hf_home)
-    from stages import hub_data
-    from stages.console import StageError
+    from instar import hub as hub_data
+    from instar.console import StageError
 
     entries = benchmark_data(profile, params)
     unpinned = [n for n, h in entries.items() if not h.get("revision")]
     if unpinned:
         raise SystemExit(
             f"{profile}: hub_data {', '.join(unpinned)} not pinned: run "
-            f"`python -m stages.profile pin {profile.stem}` first (fetch never takes main)"
+            f"`python -m scripts.profiles pin {profile.stem}` first (fetch never takes main)"
         )
     for name, h in entries.items():
         try:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "requirements.lock"
-# What the training and evaluation paths import beyond torch (stages.train, stages.loading,
+# What the training and evaluation paths import beyond torch (stages.train, instar.modeling.loading,
 # stages.evaluate, scripts/gpu_check.py).
 NEEDED = (
     "transformers", "tokenizers", "huggingface_hub", "safetensors", "trl", "peft",

@@ -29,12 +29,12 @@ from pathlib import Path
 
 import yaml
 
-from stages import config
-from stages.base import file_hash, loaded_files
-from stages.console import StageError, console, parser, run
-from stages.hub_data import offline
-from stages.loading import needs_cuda
-from stages.storage import write_json, write_text
+from instar.console import StageError, console, parser, run
+from instar.hub import offline
+from instar.modeling.build import file_hash, loaded_files
+from instar.modeling.loading import needs_cuda
+from instar.params import core as config
+from instar.records.storage import write_json, write_text
 
 PROFILES = Path("profiles")
 # An interrupted `run` leaves this behind: the next run of the same profile resumes it.
@@ -274,7 +274,7 @@ def pin(name: str) -> None:
 def fetched(section: str, name: str, revision: str) -> bool:
     """hub@<name>'s (or tokenizer@<name>'s) output is in the workspace (made here or `dvc
     pull`ed) for `revision`: what reads it needs no HF cache."""
-    from stages.hub_data import MANIFEST, out_dir
+    from instar.hub import MANIFEST, out_dir
 
     manifest = out_dir(name, section) / MANIFEST
     return manifest.is_file() and json.loads(manifest.read_text()).get("revision") == revision
@@ -429,7 +429,7 @@ def _existing(exp: str, ref: str, params: dict) -> None:
     if theirs != params:
         raise StageError(
             f"experiment {exp!r} exists on this commit with other params: name a new one "
-            f"(`python -m stages.profile run <profile> -n {exp}-2`, or `make paper "
+            f"(`python -m scripts.profiles run <profile> -n {exp}-2`, or `make paper "
             f"PROFILE=<profile> EXP={exp}-2`), or drop it with `dvc exp remove {exp}`"
         )
     outs = lock_outs(_git("show", f"{ref}:dvc.lock"))
@@ -475,8 +475,8 @@ def run_profile(name: str, exp_name: str | None, online_if_needed: bool = False)
     if state and (state["profile"], state["exp"]) != (name, exp):
         raise StageError(
             f"a stopped run of profile {state['profile']!r} (experiment {state['exp']!r}) holds "
-            f"this workspace: rerun `python -m stages.profile run {state['profile']} -n "
-            f"{state['exp']}` to finish it, or `python -m stages.profile restore` to drop it"
+            f"this workspace: rerun `python -m scripts.profiles run {state['profile']} -n "
+            f"{state['exp']}` to finish it, or `python -m scripts.profiles restore` to drop it"
         )
     ref = exp_ref(exp)
     if ref:
@@ -518,7 +518,7 @@ def run_profile(name: str, exp_name: str | None, online_if_needed: bool = False)
         raise StageError(
             f"dvc exp run stopped (exit {proc.returncode}); the workspace keeps what finished: "
             f"rerun the same command to resume (finished stages are skipped, train@ resumes "
-            "from its checkpoint), or `python -m stages.profile restore` to drop the run"
+            "from its checkpoint), or `python -m scripts.profiles restore` to drop the run"
         )
     ref = exp_ref(exp)
     restore_workspace(_git("show", f"{ref}:dvc.lock") if ref else Path("dvc.lock").read_text())
@@ -547,7 +547,7 @@ def restore() -> None:
 
 
 def main() -> None:
-    p = parser("profile", __doc__)
+    p = parser("scripts.profiles", __doc__)
     p.add_argument("action", choices=["check", "pin", "run", "restore"])
     p.add_argument("name", nargs="?", help="default, or a file name in profiles/ without .yaml")
     p.add_argument("-n", "--exp-name", help="experiment name for `run` (default: the profile)")

@@ -14,19 +14,19 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from stages import config
-from stages.arabic import LETTER, arabic_ratio, dedup_key, normalise, words
-from stages.console import StageError, console, parser, progress, run
-from stages.language import arabic_confidence
-from stages.paths import clean_path, quarantine_path, raw_path
-from stages.repetition import (
+from instar.console import StageError, console, parser, progress, run
+from instar.params import core as config
+from instar.records.paths import clean_path, quarantine_path, raw_path
+from instar.records.schema import TEXT_FIELDS, with_id
+from instar.records.storage import Quarantine, RecordWriter, count_rows, iter_records, write_json
+from instar.text.arabic import LETTER, arabic_ratio, dedup_key, normalise, words
+from instar.text.language import arabic_confidence
+from instar.text.repetition import (
     duplicate_line_fraction,
     duplicate_ngram_fraction,
     top_ngram_fraction,
 )
-from stages.schema import TEXT_FIELDS, with_id
-from stages.scrub import scrub_pii, strip_markup
-from stages.storage import Quarantine, RecordWriter, count_rows, iter_records, write_json
+from instar.text.scrub import scrub_pii, strip_markup
 
 Record = dict[str, Any]
 Rule = Callable[[Record, config.CleanParams], Any]

@@ -1,7 +1,7 @@
 """contamination: benchmark items whose question is in the InstAr training split.
 
 A question and every training record's instruction, input and output are reduced to the
-dedup key (stages/arabic.py: no diacritics, letter variants folded, no punctuation). An item
+dedup key (instar/text/arabic.py: no diacritics, letter variants folded, no punctuation). An item
 counts when a training field equals its key, or, for a question of at least
 `contamination.min_words` words, when the key occurs in a field on word boundaries.
 Writes metrics/contamination.json (`contamination.items_in_train`, per file too) and
@@ -16,10 +16,10 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from stages import config
-from stages.arabic import dedup_key
-from stages.console import StageError, console, parser, progress, run
-from stages.storage import atomic_path, write_json
+from instar.console import StageError, console, parser, progress, run
+from instar.params import core as config
+from instar.records.storage import atomic_path, write_json
+from instar.text.arabic import dedup_key
 
 TRAIN = Path("data/instar/train")
 FIELDS = ["instruction", "input", "output"]

@@ -21,12 +21,11 @@ import xxhash
 from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 
-from stages import config
-from stages.arabic import dedup_key
-from stages.console import StageError, console, parser, progress, run
-from stages.paths import clean_path, source_names
-from stages.schema import load_meta
-from stages.storage import (
+from instar.console import StageError, console, parser, progress, run
+from instar.params import core as config
+from instar.records.paths import clean_path, source_names
+from instar.records.schema import load_meta
+from instar.records.storage import (
     Quarantine,
     RecordWriter,
     count_rows,
@@ -34,6 +33,7 @@ from stages.storage import (
     write_json,
     write_text,
 )
+from instar.text.arabic import dedup_key
 
 OUT = Path("data/dedup/instar.parquet")
 QUARANTINE = Path("data/quarantine/dedup.parquet")

@@ -1,9 +1,9 @@
 """evaluate_base@<model> and evaluate@<model>: the base model, then its adapter, measured alike.
 
-Each variant is the base loaded as training loads it (stages.loading.load_base, 4-bit
+Each variant is the base loaded as training loads it (instar.modeling.loading.load_base, 4-bit
 included), plus the adapter through PEFT for the adapter, handed to lm-eval's `hf` model as
 a loaded object, and run on:
-  - the benchmarks of `evaluate.benchmarks` (stages/benchmarks.py): `oall.*`, per-item logs
+  - the benchmarks of `evaluate.benchmarks` (instar/evaluation/harness.py): `oall.*`, per-item logs
     in reports/lm_eval/<model>/<variant>/<task>.jsonl;
   - the InstAr test split: loss on the assistant's tokens, as in training, and perplexity
     = exp(loss) (`instar_test.loss`, `instar_test.perplexity`);
@@ -24,10 +24,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from stages import config
-from stages.base import base_dir
-from stages.console import StageError, console, parser, progress, run
-from stages.storage import atomic_path, write_json
+from instar.console import StageError, console, parser, progress, run
+from instar.modeling.build import base_dir
+from instar.params import core as config
+from instar.records.storage import atomic_path, write_json
 
 METRICS = Path("metrics/eval")
 BASE_METRICS = Path("metrics/eval_base")
@@ -159,13 +159,13 @@ def generate(net, tokenizer, prompts: list[list[dict]], params: config.EvaluateP
 
 def load_variant(model: str, m: config.ModelParams, variant: str):
     """The model that lm-eval and the test loss read, and its tokenizer: the base loaded as
-    training loaded it (stages.loading.load_base: precision, NF4 4-bit with double
+    training loaded it (instar.modeling.loading.load_base: precision, NF4 4-bit with double
     quantisation, trust_remote_code, pad token), with the adapter on top for `adapter`.
     One path for every setting; lm-eval gets the loaded object, since its own loading from
     model args cannot take a quantisation config (it passes its own)."""
     from peft import PeftModel
 
-    from stages.loading import adapter_dir, load_base
+    from instar.modeling.loading import adapter_dir, load_base
 
     tokenizer, net = load_base(model, m)
     if m.train.device == "cuda" and net.device.type != "cuda":  # 4-bit: its device map did
@@ -179,11 +179,11 @@ def evaluate_variant(
     model: str, m: config.ModelParams, params: config.EvaluateParams, variant: str
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Flat metrics of one variant (base or adapter) and its generations."""
-    from stages.benchmarks import cache_path, make_lm, run_benchmarks
-    from stages.chat import supports_system, to_messages
-    from stages.data import load_split
-    from stages.loading import adapter_dir, require_device
-    from stages.textmetrics import chrf, rouge_l, sentence_chrf
+    from instar.evaluation.harness import cache_path, make_lm, run_benchmarks
+    from instar.evaluation.textmetrics import chrf, rouge_l, sentence_chrf
+    from instar.modeling.chat import supports_system, to_messages
+    from instar.modeling.data import load_split
+    from instar.modeling.loading import adapter_dir, require_device
 
     require_device(model, m)
     folders = [base_dir(model)] + ([adapter_dir(model)] if variant == "adapter" else [])

@@ -29,13 +29,14 @@ from typing import Any
 
 from rich.table import Table
 
-from stages import config, teacher
-from stages.arabic import arabic_ratio, dedup_key, words
-from stages.console import StageError, console, parser, progress, run
-from stages.paths import quarantine_path
-from stages.readers import read_rows
-from stages.schema import make_record
-from stages.storage import Quarantine, RecordWriter, atomic_path, write_json
+from instar import teacher
+from instar.console import StageError, console, parser, progress, run
+from instar.params import core as config
+from instar.records.paths import quarantine_path
+from instar.records.readers import read_rows
+from instar.records.schema import make_record
+from instar.records.storage import Quarantine, RecordWriter, atomic_path, write_json
+from instar.text.arabic import arabic_ratio, dedup_key, words
 
 OUTPUT = Path("data/generated/synthetic.parquet")
 METRICS = Path("metrics/generate.json")

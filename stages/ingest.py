@@ -17,12 +17,12 @@ from typing import Any
 
 import yaml
 
-from stages import config
-from stages.console import StageError, console, parser, progress, run
-from stages.paths import quarantine_path, raw_path
-from stages.readers import columns_of, read_rows
-from stages.schema import FIELDS, ORIGINS, dump_meta, load_meta, make_record
-from stages.storage import Quarantine, RecordWriter, write_json
+from instar.console import StageError, console, parser, progress, run
+from instar.params import core as config
+from instar.records.paths import quarantine_path, raw_path
+from instar.records.readers import columns_of, read_rows
+from instar.records.schema import FIELDS, ORIGINS, dump_meta, load_meta, make_record
+from instar.records.storage import Quarantine, RecordWriter, write_json
 
 REQUIRED = ("instruction", "output")
 OPTIONAL = ("input", "system", "task", "topic")

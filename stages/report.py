@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from stages import config
-from stages.console import StageError, console, parser, run
-from stages.storage import atomic_path, write_text
+from instar.console import StageError, console, parser, run
+from instar.params import core as config
+from instar.records.storage import atomic_path, write_text
 
 REPORTS = Path("reports")
 

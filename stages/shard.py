@@ -16,11 +16,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from stages import config
-from stages.console import StageError, console, parser, progress, run
-from stages.dataset_card import card_charts, dataset_card
-from stages.schema import RECORD_SCHEMA, group_key
-from stages.storage import count_rows, iter_records, write_json, write_text
+from instar.cards.dataset_card import card_charts, dataset_card
+from instar.console import StageError, console, parser, progress, run
+from instar.params import core as config
+from instar.records.schema import RECORD_SCHEMA, group_key
+from instar.records.storage import count_rows, iter_records, write_json, write_text
 
 IN = Path("data/validated/instar.parquet")
 OUT = Path("data/instar")

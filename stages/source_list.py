@@ -8,10 +8,10 @@ ingest and this second-long stage, and nothing downstream unless the data change
 
 from __future__ import annotations
 
-from stages import config
-from stages.console import console, parser, run
-from stages.paths import SOURCE_LIST
-from stages.storage import write_json
+from instar.console import console, parser, run
+from instar.params import core as config
+from instar.records.paths import SOURCE_LIST
+from instar.records.storage import write_json
 
 
 def main() -> None:

@@ -25,13 +25,16 @@ from peft import LoraConfig
 from transformers import TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
-from stages import checkpoints, config, model_card
-from stages.base import base_dir
-from stages.chat import supports_system
-from stages.console import StageError, console, parser, run
-from stages.data import INSTAR, as_messages, load_split
-from stages.loading import adapter_dir, load_base, require_device
-from stages.storage import write_json, write_text
+from instar.cards import model_card
+from instar.console import StageError, console, parser, run
+from instar.imports import closure
+from instar.modeling import checkpoints
+from instar.modeling.build import base_dir
+from instar.modeling.chat import supports_system
+from instar.modeling.data import INSTAR, as_messages, load_split
+from instar.modeling.loading import adapter_dir, load_base, require_device
+from instar.params import core as config
+from instar.records.storage import write_json, write_text
 
 ACCELERATE_CONFIGS = Path("configs/accelerate")
 
@@ -178,7 +181,7 @@ def lora_config(m: config.ModelParams) -> LoraConfig:
 def build_trainer(
     net, tokenizer, train_ds, eval_ds, m: config.ModelParams, output_dir: Path, callbacks=()
 ) -> InstArTrainer:
-    """The trainer on chat-message datasets (stages.data.as_messages)."""
+    """The trainer on chat-message datasets (instar.modeling.data.as_messages)."""
     return InstArTrainer(
         model=net,
         args=sft_config(m, output_dir),
@@ -259,7 +262,8 @@ def export_merged(model: str, m: config.ModelParams, enabled: bool | None = None
 
 def train(model: str, m: config.ModelParams) -> dict[str, Any]:
     require_device(model, m)
-    key = checkpoints.run_key(m, base_dir(model), [INSTAR / "train", INSTAR / "validation"])
+    splits = [INSTAR / "train", INSTAR / "validation"]
+    key = checkpoints.run_key(m, base_dir(model), splits, closure("stages.train"))
     # Every rank computes the same key; only rank 0 removes other runs' folders.
     if rank() == 0:
         folder, resume = checkpoints.prepare(model, key)
@@ -331,7 +335,7 @@ def train(model: str, m: config.ModelParams) -> dict[str, Any]:
         "trainable_parameters": trainable,
         "total_parameters": total,
         "processes": world,
-        # what the loaded model runs (stages.loading.attention), not what was asked
+        # what the loaded model runs (instar.modeling.loading.attention), not what was asked
         "attn_implementation": net.config._attn_implementation,
         "resumed_from_step": resumed_from,
         "first_step_this_run": curves.first_step,

@@ -6,8 +6,8 @@ characters, known sources. Failing rows go to data/quarantine/validate.parquet w
 check and the failing value; the rest pass to data/validated/instar.parquet when their share
 is at most `validate.max_invalid_fraction`.
 
-Dataset expectations (great-expectations, stages/expectations.py) judge the rows that pass
-as a whole: row count, task, source and synthetic shares, nulls and empties, length
+Dataset expectations (great-expectations, instar/validation/expectations.py) judge the rows
+that pass as a whole: row count, task, source and synthetic shares, nulls and empties, length
 quantiles, leftover e-mails and phone numbers, unique ids. Their Data Docs go to
 reports/validation/ (open index.html) and a summary to metrics/validation.json.
 
@@ -33,10 +33,10 @@ import pyarrow.parquet as pq
 from pandera.typing import Series
 from rich.table import Table
 
-from stages import config, paths
-from stages.arabic import arabic_ratio
-from stages.console import StageError, console, parser, run
-from stages.schema import (
+from instar.console import StageError, console, parser, run
+from instar.params import core as config
+from instar.records import paths
+from instar.records.schema import (
     FIELDS,
     ORIGINS,
     QUARANTINE_SCHEMA,
@@ -45,7 +45,8 @@ from stages.schema import (
     TEXT_FIELDS,
     record_id,
 )
-from stages.storage import atomic_path, write_json
+from instar.records.storage import atomic_path, write_json
+from instar.text.arabic import arabic_ratio
 
 IN = Path("data/dedup/instar.parquet")
 OUT = Path("data/validated/instar.parquet")
@@ -328,7 +329,7 @@ def validate(
         )
     outcomes = []
     if dataset:
-        from stages import expectations  # GX takes seconds to import: only when needed
+        from instar.validation import expectations  # GX takes seconds to import: only when needed
 
         outcomes = expectations.run(record_status(df, row_fails), passed, params, sources, docs)
         failed = [o.name for o in outcomes if not o.success and o.name != "record_contract"]

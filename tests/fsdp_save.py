@@ -21,7 +21,7 @@ TEXTS = ["ما عاصمة مصر؟", "عاصمة مصر هي القاهرة.", "
 
 
 def params():
-    from stages import config
+    from instar.params import core as config
 
     return config.ModelParams.model_validate(
         {
@@ -43,7 +43,7 @@ def build(seed: int = 0):
     import torch
     from peft import get_peft_model
 
-    from stages.base import build_model, build_tokenizer
+    from instar.modeling.build import build_model, build_tokenizer
     from stages.train import lora_config
 
     m = params()

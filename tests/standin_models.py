@@ -13,8 +13,8 @@ from pathlib import Path
 
 import trl
 
-from stages import config
-from stages.base import build_model, build_tokenizer
+from instar.modeling.build import build_model, build_tokenizer
+from instar.params import core as config
 from tests.hubstub import add_folder
 
 TRL_TEMPLATES = Path(trl.__file__).parent / "chat_templates"

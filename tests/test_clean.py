@@ -4,13 +4,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from stages.arabic import arabic_ratio, dedup_key, normalise
+from instar.params.core import CleanParams
+from instar.records.paths import clean_path, quarantine_path, raw_path
+from instar.records.schema import RECORD_SCHEMA, make_record, record_id
+from instar.text.arabic import arabic_ratio, dedup_key, normalise
+from instar.text.repetition import duplicate_line_fraction, duplicate_ngram_fraction
+from instar.text.scrub import scrub_pii, strip_markup
 from stages.clean import clean, judge, normalise_record
-from stages.config import CleanParams
-from stages.paths import clean_path, quarantine_path, raw_path
-from stages.repetition import duplicate_line_fraction, duplicate_ngram_fraction
-from stages.schema import RECORD_SCHEMA, make_record, record_id
-from stages.scrub import scrub_pii, strip_markup
 
 P = CleanParams(
     min_output_words=3,
@@ -223,7 +223,7 @@ def test_counts_add_up_and_every_drop_is_quarantined_with_rule_and_value(tmp_pat
 
 
 def test_too_long_can_count_tokens_of_a_named_tokenizer(tmp_path):
-    from stages.base import build_tokenizer
+    from instar.modeling.build import build_tokenizer
 
     texts = ["ما عاصمة مصر؟ عاصمة مصر هي القاهرة."] * 20
     build_tokenizer(iter(texts), vocab_size=300, template="llama3").save_pretrained(tmp_path)

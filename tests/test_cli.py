@@ -11,20 +11,22 @@ import pytest
 from tests.conftest import ROOT, env
 
 STAGES = [
-    "generate",
-    "ingest",
-    "clean",
-    "dedup",
-    "validate",
-    "shard",
-    "base",
-    "train",
-    "contamination",
-    "evaluate",
-    "report",
-    "config",
-    "profile",
-    "hub_data",
+    "stages.generate",
+    "stages.ingest",
+    "stages.clean",
+    "stages.dedup",
+    "stages.validate",
+    "stages.shard",
+    "stages.base",
+    "stages.train",
+    "stages.contamination",
+    "stages.evaluate",
+    "stages.report",
+    "stages.hub_data",
+    "scripts.check_params",
+    "scripts.profiles",
+    "scripts.code_deps",
+    "scripts.oall_tasks",
 ]
 
 
@@ -41,19 +43,19 @@ def cli(*args, cwd=ROOT, no_gpu=False):
     )
 
 
-@pytest.mark.parametrize("stage", STAGES)
-def test_every_stage_module_has_a_help_that_says_what_it_does(stage):
-    proc = cli(f"stages.{stage}", "--help")
+@pytest.mark.parametrize("module", STAGES)
+def test_every_stage_and_tool_has_a_help_that_says_what_it_does(module):
+    proc = cli(module, "--help")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith(f"usage: python -m stages.{stage}")
-    module = __import__(f"stages.{stage}", fromlist=["__doc__"])
+    assert proc.stdout.startswith(f"usage: python -m {module}")
+    module = __import__(module, fromlist=["__doc__"])
     first_line = module.__doc__.strip().splitlines()[0]
     assert first_line in proc.stdout
 
 
 def test_paper_profile_refuses_at_once_saying_what_is_missing():
     start = time.perf_counter()
-    proc = cli("stages.profile", "check", "paper", no_gpu=True)
+    proc = cli("scripts.profiles", "check", "paper", no_gpu=True)
     assert proc.returncode == 1
     assert "need a CUDA GPU" in proc.stderr and "llamar-8b" in proc.stderr
     assert "revision is not pinned" in proc.stderr

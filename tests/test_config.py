@@ -1,7 +1,7 @@
 import pytest
 
-from stages import config
-from stages.config import ParamsError
+from instar.params import core as config
+from instar.params.core import ParamsError
 
 
 def test_repository_params_are_valid():

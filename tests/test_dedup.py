@@ -5,10 +5,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from stages.config import DedupParams
+from instar.params.core import DedupParams
+from instar.records.paths import clean_path
+from instar.records.schema import RECORD_SCHEMA, make_record
 from stages.dedup import EXAMPLES, OUT, QUARANTINE, dedup
-from stages.paths import clean_path
-from stages.schema import RECORD_SCHEMA, make_record
 
 WORDS = (
     "النيل نهر طويل يجري في مصر والسودان ويصب في البحر المتوسط بعد رحلة طويلة عبر الصحراء "

@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from stages import benchmarks
+from instar.evaluation import harness as benchmarks
+from instar.evaluation.textmetrics import ArabicTokenizer, rouge_l
 from stages.contamination import find, questions
 from stages.evaluate import deltas, fingerprint, plot_rows
-from stages.textmetrics import ArabicTokenizer, rouge_l
 from tests.conftest import ROOT
 
 BENCH = ROOT / "data/benchmarks"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from stages import config
-from stages.chat import to_messages
+from instar.modeling.chat import to_messages
+from instar.params import core as config
 from tests.standin_models import save_standin
 from tests.test_train import make_repo, model_params, records, trainer_for
 
@@ -47,7 +47,7 @@ def random_adapter(root: Path, name: str, m: config.ModelParams) -> None:
     """An adapter whose B matrices are not zero, as after training."""
     from peft import LoraConfig, get_peft_model
 
-    from stages.loading import adapter_dir, load_base
+    from instar.modeling.loading import adapter_dir, load_base
 
     plain = m.model_copy(update={"train": m.train.model_copy(update={"quantization": "none"})})
     _, net = load_base(name, plain)
@@ -96,8 +96,8 @@ class ElsewhereModel:
 
 
 def test_loss_and_generation_inputs_go_to_the_models_device(repo):
+    from instar.modeling.loading import load_base
     from stages.evaluate import assistant_loss, generate
-    from stages.loading import load_base
 
     workspace(repo)
     tokenizer, _ = load_base("m", model_params("llama"))
@@ -154,8 +154,8 @@ class Bf16Logits:
 def test_test_loss_equals_the_fp32_reference_without_an_fp32_copy_of_the_logits(repo):
     import torch
 
+    from instar.modeling.loading import load_base
     from stages.evaluate import assistant_loss, encode
-    from stages.loading import load_base
 
     workspace(repo)
     tokenizer, net = load_base("m", model_params("llama"))
@@ -188,7 +188,7 @@ def test_test_loss_equals_the_fp32_reference_without_an_fp32_copy_of_the_logits(
 
 def capture_lm(monkeypatch) -> list:
     """Stub the benchmarks: the lm-eval model they would receive is kept, then Stop."""
-    import stages.benchmarks
+    import instar.evaluation.harness
 
     seen: list = []
 
@@ -196,7 +196,7 @@ def capture_lm(monkeypatch) -> list:
         seen.append(lm)
         raise Stop
 
-    monkeypatch.setattr(stages.benchmarks, "run_benchmarks", run_benchmarks)
+    monkeypatch.setattr(instar.evaluation.harness, "run_benchmarks", run_benchmarks)
     return seen
 
 
@@ -245,8 +245,8 @@ def test_evaluation_honours_trust_remote_code_as_training_does(repo, monkeypatch
 
 def test_a_tokenizer_without_pad_evaluates_and_trains_padded_with_eos(repo):
     """Meta-Llama-3-8B-Instruct ships no pad token: evaluation pads with eos, as TRL does."""
+    from instar.modeling.loading import load_base
     from stages.evaluate import assistant_loss, generate
-    from stages.loading import load_base
 
     m = workspace(repo)
     llama3_standin(repo)

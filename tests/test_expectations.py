@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from stages import expectations
-from stages.config import ValidateParams
-from stages.schema import RECORD_SCHEMA, TASKS, make_record
+from instar.params.core import ValidateParams
+from instar.records.schema import RECORD_SCHEMA, TASKS, make_record
+from instar.validation import expectations
 from stages.validate import OUT, QUARANTINE, validate
 
 SOURCES = ["a", "b"]
@@ -193,7 +193,7 @@ def write(recs, path):
 def test_the_stage_stops_on_a_failed_expectation_and_still_writes_the_data_docs(
     tmp_path, monkeypatch
 ):
-    from stages.console import console
+    from instar.console import console
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(console, "width", 200)

@@ -16,8 +16,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from stages import config
-from stages.console import StageError
+from instar.console import StageError
+from instar.params import core as config
+from instar.records.paths import quarantine_path, raw_path
+from instar.records.schema import load_meta
 from stages.generate import (
     OUTPUT,
     AnswerError,
@@ -31,8 +33,6 @@ from stages.generate import (
     task_slots,
 )
 from stages.ingest import ingest
-from stages.paths import quarantine_path, raw_path
-from stages.schema import load_meta
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = [
@@ -478,8 +478,8 @@ def test_ingest_takes_the_generated_records_with_their_origin_and_meta(tmp_path,
 
 
 def tiny_model(folder: Path) -> Path:
-    from stages.base import build_model, build_tokenizer
-    from stages.chat import TEMPLATES
+    from instar.modeling.build import build_model, build_tokenizer
+    from instar.modeling.chat import TEMPLATES
 
     base = config.BaseModelParams(
         kind="config",
@@ -495,13 +495,13 @@ def tiny_model(folder: Path) -> Path:
             "max_position_embeddings": 2048,
         },
     )
-    import stages.chat
+    import instar.modeling.chat
 
-    stages.chat.TEMPLATES = ROOT / TEMPLATES
+    instar.modeling.chat.TEMPLATES = ROOT / TEMPLATES
     try:
         tok = build_tokenizer(SAMPLE[:10], base.vocab_size, base.chat_template)
     finally:
-        stages.chat.TEMPLATES = TEMPLATES
+        instar.modeling.chat.TEMPLATES = TEMPLATES
     build_model(base, tok).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
@@ -538,7 +538,7 @@ def test_transformers_backend_batches_and_quarantines_unparseable_answers(tmp_pa
 
 
 def test_profile_check_names_a_missing_teacher_key(monkeypatch):
-    from stages.profile import missing
+    from scripts.profiles import missing
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text("utf-8"))
     params["generate"].update(backend="openai", model="m")

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from stages import config
+from instar.params import core as config
 from tests.conftest import ROOT, env
 from tests.hubstub import add_repo
 from tests.standin_data import INSTAR, add_instar, dataset_files, instar_rows, oall_table
@@ -97,7 +97,7 @@ def test_an_unpinned_revision_is_refused_at_once(tmp_path, cache):
     proc = hub_stage(tmp_path, cache, "acva", {"acva": {"repo_id": "OALL/ACVA", "revision": None}})
     assert proc.returncode == 1
     assert "hub_data.acva.revision is not pinned" in one_line(proc.stderr)
-    assert "stages.profile pin" in one_line(proc.stderr)
+    assert "scripts.profiles pin" in one_line(proc.stderr)
     assert not (tmp_path / "data/hub/acva").exists()
 
 

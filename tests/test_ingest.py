@@ -6,11 +6,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from stages import config
-from stages.console import StageError
+from instar.console import StageError
+from instar.params import core as config
+from instar.records.paths import quarantine_path, raw_path
+from instar.records.schema import load_meta
 from stages.ingest import ingest
-from stages.paths import quarantine_path, raw_path
-from stages.schema import load_meta
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = config.IngestParams(templates=str(ROOT / "templates/tasks.yaml"), phrasings_per_item=2)
@@ -279,7 +279,7 @@ def test_format_hf_for_a_source_points_at_hub_data():
 
 
 def test_records_source_keeps_origin_task_and_meta_and_names_a_bad_row(tmp_path):
-    from stages.schema import make_record
+    from instar.records.schema import make_record
 
     good = make_record(
         instruction="لخّص النص.",

@@ -1,5 +1,5 @@
 """lm-eval end to end without the pipeline: a tiny random Llama, handed to lm-eval's HFLM as a
-loaded model, scored on the project's local tasks by stages.benchmarks.run_benchmarks. The
+loaded model, scored on the project's local tasks by instar.evaluation.harness.run_benchmarks. The
 pipeline tests check the figures; this one is what `make test-min` runs at the lower bounds."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import os
 
 import pytest
 
-from stages import benchmarks, config
+from instar.evaluation import harness as benchmarks
+from instar.params import core as config
 from tests.conftest import ROOT
 
 
@@ -18,7 +19,7 @@ def test_local_benchmarks_score_a_loaded_model_and_log_every_item(tmp_path):
     import torch
     from lm_eval.models.huggingface import HFLM
 
-    from stages.base import build_model, build_tokenizer
+    from instar.modeling.build import build_model, build_tokenizer
 
     files = [ROOT / f"data/benchmarks/{name}.jsonl" for name in ("alghafa", "acva", "mmlu")]
     rows = [json.loads(line) for f in files for line in f.read_text().splitlines()]

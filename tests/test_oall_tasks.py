@@ -1,5 +1,5 @@
 """The OALL v1 sets and ArabicMMLU offline: local lm-eval tasks generated from lm-eval's own
-(benchmarks/oall/, stages/oall_tasks.py) that read hub@'s Parquet, and what they ask."""
+(benchmarks/oall/, scripts/oall_tasks.py) that read hub@'s Parquet, and what they ask."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages import config, hub_data, oall_tasks
+from instar import hub as hub_data
+from instar.params import core as config
+from scripts import oall_tasks
 from tests.conftest import ROOT, env
 from tests.hubstub import add_repo
 from tests.standin_data import add_oall, dataset_files, oall_table, paper_hub_data
@@ -105,7 +107,7 @@ def test_each_oall_group_asks_the_same_prompts_choices_and_golds_as_lm_evals_own
 ):
     from lm_eval.tasks import TaskManager, get_task_dict
 
-    from stages.benchmarks import include_dir
+    from instar.evaluation.harness import include_dir
 
     picks = chosen()
     leaves = [t for ts in picks.values() for t in ts]
@@ -161,7 +163,7 @@ def test_defect_3_load_dataset_on_a_hub_id_fails_offline_and_hub_data_reads_the_
     # the new path: hub@ from the same cache, then lm-eval's local task reads its Parquet
     from lm_eval.tasks import TaskManager, get_task_dict
 
-    from stages.benchmarks import include_dir
+    from instar.evaluation.harness import include_dir
 
     monkeypatch.chdir(tmp_path)
     hub_data.fetch("oall_acva", config.HubDataParams(**entry, revision=commit))

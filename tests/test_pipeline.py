@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from stages.arabic import normalise
-from stages.readers import read_rows
+from instar.records.readers import read_rows
+from instar.text.arabic import normalise
 from tests.conftest import dvc, stages_run
 
 pytestmark = pytest.mark.slow
@@ -128,9 +128,9 @@ def test_counts_add_up_from_ingest_to_shard(pipeline):
 def test_every_record_points_back_to_its_raw_row(pipeline):
     from collections import Counter
 
+    from instar.params.core import CleanParams
+    from instar.records.schema import make_record
     from stages.clean import normalise_record
-    from stages.config import CleanParams
-    from stages.schema import make_record
 
     p = params(pipeline)
     clean_params = CleanParams(**p["clean"])
@@ -274,7 +274,7 @@ def test_adapter_reloads_with_peft_and_changes_the_logits(pipeline):
 def test_chat_templates_match_the_real_models(pipeline):
     from transformers import AutoTokenizer
 
-    from stages.chat import supports_system, to_messages
+    from instar.modeling.chat import supports_system, to_messages
 
     rec = {
         "system": "أجب بإيجاز.",

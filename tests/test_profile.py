@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from stages import profile
+from scripts import profiles as profile
 from tests.conftest import ROOT, env, wait_gone
 from tests.hubstub import add_repo
 
@@ -267,7 +267,7 @@ def test_pin_offline_names_the_repositories_the_cache_lacks(workspace, hub, monk
     assert (workspace / "profiles/paper.yaml").read_text() == before  # nothing half-written
 
 
-# Hub models on the CPU: only train.device decides (stages.loading.needs_cuda).
+# Hub models on the CPU: only train.device decides (instar.modeling.loading.needs_cuda).
 def test_check_passes_on_cpu_for_the_pinned_rehearsal(workspace, hub, monkeypatch):
     import torch
 
@@ -332,7 +332,7 @@ def test_hub_base_checks_the_cached_files_against_the_pins(workspace, hub, monke
 
 
 def test_a_git_blob_id_is_checked_as_git_computes_it(tmp_path):
-    from stages.base import file_hash
+    from instar.modeling.build import file_hash
 
     f = tmp_path / "config.json"
     f.write_bytes(b'{"a": 1}\n')
@@ -365,10 +365,10 @@ def test_make_paper_runs_the_chosen_profile_without_unsetting_offline_mode():
         ["make", "-n", "paper", "PROFILE=rehearsal"], cwd=ROOT, capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stderr
-    assert "stages.profile run rehearsal --online-if-needed" in proc.stdout
+    assert "scripts.profiles run rehearsal --online-if-needed" in proc.stdout
     assert "-u HF_HUB_OFFLINE" not in proc.stdout
     default = subprocess.run(["make", "-n", "paper"], cwd=ROOT, capture_output=True, text=True)
-    assert "stages.profile run paper " in default.stdout + " "
+    assert "scripts.profiles run paper " in default.stdout + " "
 
 
 # ------------------------------------------------------------------------- run (make paper)
@@ -441,7 +441,7 @@ def small_repo(tmp_path) -> Path:
 
 def profile_cmd(repo: Path, *args: str, **kw):
     return subprocess.run(
-        [sys.executable, "-m", "stages.profile", *args],
+        [sys.executable, "-m", "scripts.profiles", *args],
         cwd=repo,
         env=env(),
         capture_output=True,
@@ -459,7 +459,7 @@ def killed_mid_stage(repo: Path, *args: str) -> None:
     hold = repo.parent / "hold"
     hold.write_text("")
     (repo / "slow.started").unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "stages.profile", "run", *args]
+    cmd = [sys.executable, "-m", "scripts.profiles", "run", *args]
     proc = subprocess.Popen(
         cmd,
         cwd=repo,

@@ -59,7 +59,7 @@ def test_the_readme_commands_rehearse_the_paper_profile(pipeline, stand_in, tmp_
 
     def profile(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "stages.profile", *args],
+            [sys.executable, "-m", "scripts.profiles", *args],
             cwd=repo, env=environ, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
 

@@ -3,7 +3,7 @@ import json
 import pyarrow as pa
 import pytest
 
-from stages.schema import (
+from instar.records.schema import (
     FIELDS,
     RECORD_SCHEMA,
     TASKS,

@@ -3,9 +3,9 @@ from collections import Counter
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from instar.params.core import ShardParams
+from instar.records.schema import RECORD_SCHEMA, make_record
 from stages import shard as shard_mod
-from stages.config import ShardParams
-from stages.schema import RECORD_SCHEMA, make_record
 
 PARAMS = ShardParams(validation_fraction=0.1, test_fraction=0.2, salt="t", rows_per_shard=50)
 

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from stages import profile
+from scripts import profiles as profile
 from tests.conftest import ROOT
 from tests.standin_data import ENGLISH_SYSTEM, INSTAR, add_paper_data, instar_rows, instar_table
 
@@ -60,8 +60,8 @@ def test_pin_rehearsal_offline_pins_every_hub_dataset_of_the_standin_cache(
 def test_make_paper_stays_offline_when_the_hub_data_is_pulled_not_cached(workspace, hub):
     """A clone that `dvc pull`ed hub@'s outputs needs no HF cache for them: only what is
     neither cached nor here (of the pinned revision) counts as missing."""
-    from stages.hub_data import MANIFEST, out_dir
-    from stages.storage import write_json
+    from instar.hub import MANIFEST, out_dir
+    from instar.records.storage import write_json
 
     rev = "c" * 40
     params = {"hub_data": {"instar500k": {"repo_id": INSTAR, "revision": rev}}}

@@ -19,9 +19,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from stages import config, teacher
+from instar import teacher
+from instar.params import core as config
+from instar.records.schema import load_meta
 from stages.generate import build_prompts
-from stages.schema import load_meta
 from tests.conftest import ROOT, dvc, env, fresh_clone, stages_run
 
 pytestmark = pytest.mark.slow
@@ -89,16 +90,16 @@ def overfit(prompts: list[list[dict]], answers: list[str], folder: Path) -> None
     decoding of each prompt, exactly as the server renders it, gives back its answer."""
     import torch
 
-    import stages.chat
-    from stages.base import build_model, build_tokenizer
+    import instar.modeling.chat
+    from instar.modeling.build import build_model, build_tokenizer
 
     texts = [m["content"] for msgs in prompts for m in msgs] + answers
-    templates = stages.chat.TEMPLATES
-    stages.chat.TEMPLATES = ROOT / templates
+    templates = instar.modeling.chat.TEMPLATES
+    instar.modeling.chat.TEMPLATES = ROOT / templates
     try:
         tok = build_tokenizer(texts, 2000, "llama3")
     finally:
-        stages.chat.TEMPLATES = templates
+        instar.modeling.chat.TEMPLATES = templates
     base = config.BaseModelParams(
         kind="config",
         architecture="llama",

@@ -18,9 +18,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from stages import checkpoints, config
-from stages.base import build_model, build_tokenizer
-from stages.chat import supports_system, to_messages
+from instar.imports import closure
+from instar.modeling import checkpoints
+from instar.modeling.build import build_model, build_tokenizer
+from instar.modeling.chat import supports_system, to_messages
+from instar.params import core as config
 from tests.conftest import ROOT, env
 
 # A learnable toy task: the answer to "what is the capital of X" is fixed per country.
@@ -42,6 +44,8 @@ SMALL = {
               "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32,
               "max_position_embeddings": 256},
 }  # fmt: skip
+
+CODE = closure("stages.train")
 
 
 def records(n: int) -> list[dict[str, str]]:
@@ -102,8 +106,8 @@ def repo(tmp_path, monkeypatch):
 
 
 def trainer_for(name: str, m: config.ModelParams, callbacks=()):
-    from stages.data import as_messages, load_split
-    from stages.loading import load_base
+    from instar.modeling.data import as_messages, load_split
+    from instar.modeling.loading import load_base
     from stages.train import build_trainer
 
     tok, net = load_base(name, m)
@@ -172,7 +176,7 @@ def test_adapter_reloads_changes_logits_and_merges(repo):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from stages.loading import adapter_dir
+    from instar.modeling.loading import adapter_dir
     from stages.train import export_merged, save_adapter
 
     m = model_params("gemma", lora={"use_rslora": True}, max_steps=10)
@@ -202,19 +206,26 @@ def test_run_key_follows_params_data_and_base_but_not_logging(repo):
     m = model_params("llama")
     make_repo(repo, "m", m, n_train=8)
     splits = [Path("data/instar/train"), Path("data/instar/validation")]
-    key = checkpoints.run_key(m, Path("models/m/base"), splits)
+    key = checkpoints.run_key(m, Path("models/m/base"), splits, CODE)
     train = m.train.model_copy(update={"logging_steps": 7, "export_merged": True})
     assert (
-        checkpoints.run_key(m.model_copy(update={"train": train}), Path("models/m/base"), splits)
+        checkpoints.run_key(
+            m.model_copy(update={"train": train}), Path("models/m/base"), splits, CODE
+        )
         == key
     )
     lora = m.lora.model_copy(update={"r": 4})
     assert (
-        checkpoints.run_key(m.model_copy(update={"lora": lora}), Path("models/m/base"), splits)
+        checkpoints.run_key(
+            m.model_copy(update={"lora": lora}), Path("models/m/base"), splits, CODE
+        )
         != key
     )
+    # the training code: what the stage imports (its dvc.yaml code deps), derived
+    assert "instar/modeling/loading.py" in CODE and "stages/train.py" in CODE
+    assert checkpoints.run_key(m, Path("models/m/base"), splits, CODE[1:]) != key
     pq.write_table(pa.Table.from_pylist(records(9)), "data/instar/train/p.parquet")
-    assert checkpoints.run_key(m, Path("models/m/base"), splits) != key
+    assert checkpoints.run_key(m, Path("models/m/base"), splits, CODE) != key
     # prepare() keeps only the current key's folder and resumes its newest complete checkpoint
     (Path("checkpoints/m/stale") / "checkpoint-3").mkdir(parents=True)
     folder = Path("checkpoints/m") / key
@@ -302,7 +313,9 @@ def test_two_processes_train_on_different_batches(tmp_path):
     assert "accelerate.commands.launch" in out
     metrics = json.loads((repo / "metrics/train/m.json").read_text())
     assert metrics["processes"] == 2 and metrics["steps"] == 8
-    assert metrics["attn_implementation"] == "sdpa"  # CPU: what stages.loading.attention chose
+    assert (
+        metrics["attn_implementation"] == "sdpa"
+    )  # CPU: what instar.modeling.loading.attention chose
     assert metrics["last_logged_loss"] < metrics["first_logged_loss"]
     (folder,) = (repo / "checkpoints/m").iterdir()
     seen = {}
@@ -390,7 +403,7 @@ def _machine(monkeypatch, cache: Path, installed: set[str], cuda: bool, capabili
 def test_attention_is_the_fastest_installed_and_never_a_download(tmp_path, monkeypatch):
     from transformers.integrations.hub_kernels import get_attn_kernel_version
 
-    from stages.loading import attention
+    from instar.modeling.loading import attention
     from tests.hubstub import add_repo
 
     def fetched(repo_id: str, version: int | None = None) -> str:
@@ -426,7 +439,7 @@ def test_attention_is_the_fastest_installed_and_never_a_download(tmp_path, monke
 
 
 def test_the_base_loads_with_the_chosen_attention(repo, monkeypatch):
-    from stages import loading
+    from instar.modeling import loading
 
     m = model_params("llama")
     make_repo(repo, "m", m, n_train=8)
@@ -469,13 +482,13 @@ def test_the_pipeline_writes_cards_curves_and_final_figures(pipeline):
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_half_precision_trains_on_the_cpu_so_only_the_device_needs_cuda(repo, precision):
-    """The evidence behind stages.loading.needs_cuda: with torch 2.13 both half precisions
+    """The evidence behind instar.modeling.loading.needs_cuda: with torch 2.13 both half precisions
     train on the CPU (finite, falling loss), so a CPU rehearsal may keep the paper's bf16."""
     import math
 
     import torch
 
-    from stages import loading
+    from instar.modeling import loading
 
     m = model_params("llama", precision=precision, max_steps=4, learning_rate=0.01)
     make_repo(repo, "m", m, n_train=32)

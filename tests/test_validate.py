@@ -5,8 +5,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from stages.config import ValidateParams
-from stages.schema import RECORD_SCHEMA, make_record
+from instar.params.core import ValidateParams
+from instar.records.schema import RECORD_SCHEMA, make_record
 from stages.validate import OUT, QUARANTINE, contract, failures, record_status, validate
 
 
@@ -223,7 +223,7 @@ def test_a_source_unknown_to_params_fails_only_when_sources_are_given():
 
 
 def test_the_failure_table_says_check_expected_observed_and_rows(tmp_path, monkeypatch):
-    from stages.console import console
+    from instar.console import console
 
     monkeypatch.setattr(console, "width", 240)
     recs = records(50)
@@ -252,7 +252,7 @@ def test_record_status_names_each_rows_first_failing_check():
 
 
 def test_a_source_share_bound_on_an_unknown_source_is_a_params_error():
-    from stages.config import ParamsError
+    from instar.params.core import ParamsError
     from stages.validate import source_names
 
     params = {"sources": {"a": {}, "b": {}}, "validate": {"source_share": {"c": [0, 0.5]}}}
@@ -274,8 +274,8 @@ def test_a_source_share_bound_on_an_unknown_source_is_a_params_error():
     ],
 )
 def test_validate_params_refuse_what_cannot_be_meant(bad):
-    from stages import config
-    from stages.config import ParamsError
+    from instar.params import core as config
+    from instar.params.core import ParamsError
 
     with pytest.raises(ParamsError, match="validate"):
         config.section("validate", {"validate": bad})

@@ -65,8 +65,8 @@ def restore(repo: Path) -> None:
 
 
 def split_of_new_record(repo: Path, rec: dict) -> str:
-    from stages import config
-    from stages.schema import group_key, make_record
+    from instar.params import core as config
+    from instar.records.schema import group_key, make_record
     from stages.shard import split_of
 
     params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))

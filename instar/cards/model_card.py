@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from stages import config
+from instar.params import core as config
 
 SPLITS = Path("data/instar")
 

@@ -25,11 +25,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from stages import config
-from stages.console import StageError, console
-from stages.storage import atomic_path
+from instar.console import StageError, console
+from instar.params import core as config
+from instar.records.storage import atomic_path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the project
 METRICS = ("acc", "acc_norm")
 # A data file path on its own line in a task YAML: `test: data/benchmarks/x.jsonl`.
 DATA_FILE = re.compile(r"(?m)^(\s+[\w-]+:\s*)(?![/~])(\S+\.(?:jsonl|json|parquet|csv))\s*$")

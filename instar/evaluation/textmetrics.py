@@ -2,7 +2,7 @@
 
 rouge-score's default tokenizer lower-cases and then replaces every character outside
 [a-z0-9] with a space, so on Arabic it returns no tokens and ROUGE-L is 0 for any pair of
-strings. ArabicTokenizer folds what people type interchangeably (stages/arabic.py's
+strings. ArabicTokenizer folds what people type interchangeably (instar/text/arabic.py's
 dedup key: diacritics, alef/yeh/teh marbuta variants, punctuation) and splits on words.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from stages.arabic import dedup_key
+from instar.text.arabic import dedup_key
 
 WORD = re.compile(r"\w+", re.UNICODE)
 

@@ -14,10 +14,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from stages import config
+from instar.params import core as config
 
 ROOT = Path("checkpoints")
-CODE = ("stages/train.py", "stages/chat.py", "stages/data.py", "stages/loading.py")
+from instar.imports import ROOT as ROOT_DIR  # the project, where `code` paths start
 # Params that change nothing the optimiser sees: editing them must not throw a run away.
 NEUTRAL = {"export_merged", "logging_steps", "eval_steps", "save_steps", "save_total_limit"}
 _STEP = re.compile(r"^checkpoint-(\d+)$")
@@ -37,8 +37,9 @@ def _hash_tree(folder: Path, h) -> None:
         _sha256(p, h)
 
 
-def run_key(m: config.ModelParams, base: Path, splits: list[Path], code=CODE) -> str:
-    """16 hex digits naming one run: same key, same run (so it may be resumed)."""
+def run_key(m: config.ModelParams, base: Path, splits: list[Path], code: tuple[str, ...]) -> str:
+    """16 hex digits naming one run: same key, same run (so it may be resumed). `code` is the
+    training stage's import closure (instar.imports.closure), the files its dvc.yaml deps list."""
     h = hashlib.sha256()
     params: dict[str, Any] = m.model_dump(mode="json")
     params["train"] = {k: v for k, v in params["train"].items() if k not in NEUTRAL}
@@ -47,8 +48,7 @@ def run_key(m: config.ModelParams, base: Path, splits: list[Path], code=CODE) ->
     for split in splits:
         _hash_tree(split, h)
     for f in code:
-        if Path(f).is_file():
-            _sha256(Path(f), h)
+        _sha256(ROOT_DIR / f, h)
     return h.hexdigest()[:16]
 
 

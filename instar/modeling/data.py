@@ -10,7 +10,7 @@ INSTAR = Path("data/instar")
 def split_files(split: str) -> list[str]:
     files = sorted(str(p) for p in (INSTAR / split).glob("*.parquet"))
     if not files:
-        from stages.console import StageError
+        from instar.console import StageError
 
         raise StageError(f"{INSTAR / split}: no shards; run `dvc repro shard` first")
     return files
@@ -25,7 +25,7 @@ def load_split(split: str, limit: int | None = None):
 
 
 def as_messages(ds, system_role: bool):
-    from stages.chat import to_messages
+    from instar.modeling.chat import to_messages
 
     return ds.map(
         lambda r: {"messages": to_messages(r, system_role)},

@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from stages import config
-from stages.base import base_dir
-from stages.console import StageError
+from instar.console import StageError
+from instar.modeling.build import base_dir
+from instar.params import core as config
 
 
 def adapter_dir(model: str) -> Path:

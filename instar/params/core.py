@@ -202,7 +202,7 @@ class GenerateParams(Section):
 
     @model_validator(mode="after")
     def _consistent(self):
-        from stages.schema import TASKS
+        from instar.records.schema import TASKS
 
         unknown = sorted(set(self.quotas) - set(TASKS))
         if unknown:
@@ -388,7 +388,7 @@ class ValidateParams(Section):
 
     @model_validator(mode="after")
     def _consistent(self):
-        from stages.schema import TASKS
+        from instar.records.schema import TASKS
 
         unknown = sorted(set(self.non_arabic_output_tasks) - set(TASKS))
         if unknown:
@@ -573,7 +573,7 @@ class ModelParams(Section):
 
 
 class BenchmarkParams(Section):
-    """Benchmarks through lm-evaluation-harness (stages/benchmarks.py)."""
+    """Benchmarks through lm-evaluation-harness (instar/evaluation/harness.py)."""
 
     tasks: dict[str, str] = Field(
         default_factory=lambda: {
@@ -739,24 +739,3 @@ def check_all(params: dict[str, Any] | None = None) -> list[str]:
     if overlap:
         problems.append(f"names used by both sources and text_sources: {sorted(overlap)}")
     return problems
-
-
-def main() -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="python -m stages.config",
-        description=__doc__ + "\nThis command checks every section of params.yaml (exit 2 if any "
-        "is invalid).",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.parse_args()
-    problems = check_all()
-    if problems:
-        print("\n".join(problems), file=sys.stderr)
-        raise SystemExit(2)
-    print("params.yaml: all sections valid")
-
-
-if __name__ == "__main__":
-    main()

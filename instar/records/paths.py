@@ -27,7 +27,7 @@ SOURCE_LIST = Path("data/source_list.json")
 def source_names() -> list[str]:
     import json
 
-    from stages.console import StageError
+    from instar.console import StageError
 
     if not SOURCE_LIST.exists():
         raise StageError(f"{SOURCE_LIST} is missing; run `dvc repro source_list` first")

@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from stages.schema import QUARANTINE_SCHEMA, RECORD_SCHEMA
+from instar.records.schema import QUARANTINE_SCHEMA, RECORD_SCHEMA
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)

@@ -30,8 +30,8 @@ from great_expectations.data_context.types.base import (
     ProgressBarsConfig,
 )
 
-from stages import config
-from stages.schema import FIELDS, TASKS, TEXT_FIELDS
+from instar.params import core as config
+from instar.records.schema import FIELDS, TASKS, TEXT_FIELDS
 
 DOCS = Path("reports/validation")
 PASSED = "passed"  # the record_check value of a row that passes every record check

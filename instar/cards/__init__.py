@@ -1,0 +1,1 @@
+"""Cards: the Hugging Face dataset card and model cards."""

@@ -1,0 +1,2 @@
+"""Modeling: base builders, loading (precision, 4-bit, device), chat templates, training
+data, checkpoints."""

@@ -1,0 +1,1 @@
+"""Params: the typed, documented sections of params.yaml, checked when a stage starts."""

@@ -1,0 +1,2 @@
+"""Text functions: Arabic normalisation and ratios, personal-data scrubbing, language
+identification, repetition."""

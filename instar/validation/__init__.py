@@ -1,0 +1,1 @@
+"""Validation: the Great Expectations suite and its Data Docs."""
