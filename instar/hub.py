@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from instar.console import StageError, console
-from instar.params import core as config
+from instar.params.hub import HubDataParams
 from instar.records.storage import RecordWriter, write_json
 
 ROOTS = {"hub_data": Path("data/hub"), "tokenizers": Path("data/tokenizers")}
@@ -53,7 +53,7 @@ def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
 
 
-def snapshot(name: str, h: config.HubDataParams, section: str = "hub_data") -> Path:
+def snapshot(name: str, h: HubDataParams, section: str = "hub_data") -> Path:
     """The cached snapshot of the pinned commit (downloaded first when online)."""
     if h.revision is None:
         raise StageError(
@@ -127,7 +127,7 @@ def write_split(files: list[Path], dest: Path, batch_size: int = 8192) -> tuple[
     return out.rows, schema.names
 
 
-def fetch_dataset(name: str, h: config.HubDataParams, snap: Path) -> dict:
+def fetch_dataset(name: str, h: HubDataParams, snap: Path) -> dict:
     configs: dict[str, dict] = {}
     dirs: dict[str, str] = {}
     for config_name in h.configs:
@@ -153,7 +153,7 @@ def fetch_dataset(name: str, h: config.HubDataParams, snap: Path) -> dict:
     return configs
 
 
-def fetch_files(name: str, h: config.HubDataParams, snap: Path, folder: Path) -> list[str]:
+def fetch_files(name: str, h: HubDataParams, snap: Path, folder: Path) -> list[str]:
     """A model repository's files that `files` allows, copied as they are. A cached snapshot
     may hold more (the weights, fetched for training): the patterns filter again here."""
     from huggingface_hub.utils import filter_repo_objects
@@ -171,7 +171,7 @@ def fetch_files(name: str, h: config.HubDataParams, snap: Path, folder: Path) ->
     return names
 
 
-def fetch(name: str, h: config.HubDataParams, section: str = "hub_data") -> dict:
+def fetch(name: str, h: HubDataParams, section: str = "hub_data") -> dict:
     snap = snapshot(name, h, section)
     folder = out_dir(name, section)
     if folder.exists():  # a DVC output: what a previous run left is not part of this one

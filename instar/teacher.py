@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from instar.params import core as config
+from instar.params.generate import OpenAIParams, SamplingParams, TransformersTeacherParams
 
 Messages = list[dict[str, str]]
 
@@ -52,7 +52,7 @@ Accept = Callable[[str], bool]
 # --- OpenAI-compatible endpoint -------------------------------------------------------------
 
 
-def api_key(p: config.OpenAIParams) -> str | None:
+def api_key(p: OpenAIParams) -> str | None:
     if p.api_key_env is None:
         return None
     key = os.environ.get(p.api_key_env)
@@ -64,7 +64,7 @@ def api_key(p: config.OpenAIParams) -> str | None:
     return key
 
 
-def backoff(attempt: int, p: config.OpenAIParams, retry_after: float | None = None) -> float:
+def backoff(attempt: int, p: OpenAIParams, retry_after: float | None = None) -> float:
     """Full jitter (uniform up to an exponentially growing ceiling), never below Retry-After."""
     delay = random.uniform(0, min(p.max_backoff_s, p.backoff_s * 2**attempt))
     if retry_after is not None:
@@ -99,7 +99,7 @@ async def _ask(
     client,
     sem: asyncio.Semaphore,
     body: dict[str, Any],
-    p: config.OpenAIParams,
+    p: OpenAIParams,
     accept: Accept,
     stats: Stats,
 ) -> Reply:
@@ -164,8 +164,8 @@ async def _ask(
 async def _ask_all(
     prompts: Sequence[Messages],
     model: str,
-    p: config.OpenAIParams,
-    sampling: config.SamplingParams,
+    p: OpenAIParams,
+    sampling: SamplingParams,
     accept: Accept,
     on_reply: OnReply,
     stats: Stats,
@@ -207,8 +207,8 @@ async def _ask_all(
 def openai_replies(
     prompts: Sequence[Messages],
     model: str,
-    p: config.OpenAIParams,
-    sampling: config.SamplingParams,
+    p: OpenAIParams,
+    sampling: SamplingParams,
     accept: Accept,
     on_reply: OnReply,
 ) -> Stats:
@@ -237,8 +237,8 @@ def _chat_text(tokenizer, messages: Messages) -> str:
 def transformers_replies(
     prompts: Sequence[Messages],
     model_path: str,
-    p: config.TransformersTeacherParams,
-    sampling: config.SamplingParams,
+    p: TransformersTeacherParams,
+    sampling: SamplingParams,
     on_reply: OnReply,
     progress: Callable | None = None,
 ) -> Stats:

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import yaml
 
-from instar.params import core as config
+from instar.params.generate import GenerateParams
 from stages.generate import build_prompts
 
 SOURCE = Path("data/generate_cache/authors.yaml")
 
 
 def build(source: Path = SOURCE) -> int:
-    params = config.section("generate")
+    params = GenerateParams.load()
     if params.backend != "authors" or not params.shipped_cache:
         raise SystemExit("generate.backend must be 'authors' with a shipped_cache to build it")
     answers = {(a["doc"], a["task"]): a for a in yaml.safe_load(source.read_text("utf-8"))}

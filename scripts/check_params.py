@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from instar.params.core import check_all
+from instar.params.checks import check_all
 
 
 def main() -> None:

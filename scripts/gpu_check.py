@@ -95,14 +95,14 @@ def dry_run(arch: str, r: int = 16) -> dict:
     from peft import get_peft_model
     from transformers import LlamaForCausalLM
 
-    from instar.params import core as config
+    from instar.params.train import ModelParams
     from stages.train import lora_config
 
     with torch.device("meta"):
         net = LlamaForCausalLM(llama_config(arch))
     total = sum(p.numel() for p in net.parameters())
     m = model_params(arch, "lora", 1, 1, 1)
-    assert isinstance(m, config.ModelParams)
+    assert isinstance(m, ModelParams)
     peft = get_peft_model(net, lora_config(m))
     trainable = sum(p.numel() for p in peft.parameters() if p.requires_grad)
     return {"arch": arch, "parameters": total, "lora_trainable": trainable, "lora_r": r,
@@ -193,9 +193,9 @@ def fsdp_check(work: Path) -> dict:
 
 
 def model_params(arch: str, mode: str, steps: int, batch: int, length: int, device="cuda"):
-    from instar.params import core as config
+    from instar.params.train import ModelParams
 
-    return config.ModelParams.model_validate(
+    return ModelParams.model_validate(
         {
             "base": {"kind": "config", "architecture": "llama", "chat_template": "llama3"},
             "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"},

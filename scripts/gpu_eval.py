@@ -34,7 +34,8 @@ from typing import Any
 import yaml
 
 from instar.evaluation import harness as benchmarks
-from instar.params import core as config
+from instar.params.evaluate import BenchmarkParams
+from instar.params.hub import HubDataParams
 from instar.records.storage import write_json
 
 # Llama-3-8B's published config (meta-llama/Meta-Llama-3-8B config.json).
@@ -55,10 +56,10 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
 }
 
 
-def bench_params(profile: Path, overrides: dict[str, Any]) -> config.BenchmarkParams:
+def bench_params(profile: Path, overrides: dict[str, Any]) -> BenchmarkParams:
     ev = (yaml.safe_load(profile.read_text()) or {}).get("evaluate") or {}
     data = {**(ev.get("benchmarks") or {}), **{k: v for k, v in overrides.items() if v is not None}}
-    return config.BenchmarkParams.model_validate(data)
+    return BenchmarkParams.model_validate(data)
 
 
 def dataset_repos(manager, names: list[str]) -> set[str]:
@@ -91,7 +92,7 @@ def dataset_repos(manager, names: list[str]) -> set[str]:
     return repos
 
 
-def benchmark_data(profile: Path, params: config.BenchmarkParams) -> dict[str, dict]:
+def benchmark_data(profile: Path, params: BenchmarkParams) -> dict[str, dict]:
     """The profile's hub_data entries that its local task files read (data/hub/<name>/)."""
     entries = (yaml.safe_load(profile.read_text()) or {}).get("hub_data") or {}
     if not params.include_path:
@@ -101,7 +102,7 @@ def benchmark_data(profile: Path, params: config.BenchmarkParams) -> dict[str, d
     return {n: h for n, h in entries.items() if any(f"data/hub/{n}/" in t for t in texts)}
 
 
-def fetch(hf_home: Path, profile: Path, params: config.BenchmarkParams) -> None:
+def fetch(hf_home: Path, profile: Path, params: BenchmarkParams) -> None:
     """The benchmark sets at the profile's pinned commits, from the hub into `hf_home`'s cache
     and then as hub@'s Parquet under data/hub/ (what `run` reads); an unpinned one stops it."""
     os.environ["HF_HOME"] = str(hf_home)
@@ -117,7 +118,7 @@ def fetch(hf_home: Path, profile: Path, params: config.BenchmarkParams) -> None:
         )
     for name, h in entries.items():
         try:
-            hub_data.fetch(name, config.HubDataParams(**h))
+            hub_data.fetch(name, HubDataParams(**h))
         except StageError as e:
             raise SystemExit(str(e)) from None
 
@@ -176,7 +177,7 @@ def random_lora(net):
 
 
 def run_variant(
-    lm, params: config.BenchmarkParams, out_dir: Path, label: str, weights: list[Path]
+    lm, params: BenchmarkParams, out_dir: Path, label: str, weights: list[Path]
 ) -> dict[str, Any]:
     """One variant's benchmarks and items/s. The request cache is keyed by the weights'
     fingerprint; a model built from config has none and runs uncached (a timing run)."""
@@ -196,7 +197,7 @@ def run_variant(
     return metrics
 
 
-def run(args: argparse.Namespace, params: config.BenchmarkParams) -> dict[str, Any]:
+def run(args: argparse.Namespace, params: BenchmarkParams) -> dict[str, Any]:
     if args.from_config:
         overrides = json.loads(args.config_overrides or "{}")
         source, revision = (
@@ -270,7 +271,7 @@ def main(argv: list[str] | None = None) -> None:
         overrides["tasks"] = json.loads(args.tasks)
     if args.from_config and not args.tasks:
         # Throughput runs use the project's own sets: nothing to fetch.
-        own = config.BenchmarkParams()
+        own = BenchmarkParams()
         overrides["tasks"], overrides["include_path"] = own.tasks, own.include_path
     params = bench_params(args.profile, overrides)
     if args.hf_home:

@@ -34,6 +34,11 @@ from instar.hub import offline
 from instar.modeling.build import file_hash, loaded_files
 from instar.modeling.loading import needs_cuda
 from instar.params import core as config
+from instar.params.checks import check_all
+from instar.params.clean import CleanParams, is_hub_id
+from instar.params.generate import GenerateParams
+from instar.params.sources import TextSourceParams
+from instar.params.train import ModelParams
 from instar.records.storage import write_json, write_text
 
 PROFILES = Path("profiles")
@@ -46,7 +51,7 @@ def profile_path(name: str) -> Path:
     if name == "default":
         return config.PARAMS_FILE
     try:
-        path = PROFILES / f"{config._check_name(name, 'profile')}.yaml"
+        path = PROFILES / f"{config.check_name(name, 'profile')}.yaml"
     except ValueError as e:
         raise StageError(str(e)) from None
     if not path.exists():
@@ -121,7 +126,7 @@ def pins(params: dict) -> list[Pin]:
             found.append(Pin(("models", key, "base"), base["repo_id"], "model", True))
     limit = (params.get("clean") or {}).get("max_length") or {}
     tok = limit.get("tokenizer")
-    if limit.get("unit") == "tokens" and tok and config.is_hub_id(tok):
+    if limit.get("unit") == "tokens" and tok and is_hub_id(tok):
         found.append(Pin(("clean", "max_length"), tok, "model", False))
     for key, s in (params.get("text_sources") or {}).items():
         if s.get("format") == "hf" and (s.get("hf") or {}).get("repo_id"):
@@ -308,10 +313,10 @@ def not_cached(params: dict, kinds: tuple[str, ...] = ("model", "dataset")) -> l
 
 def missing(params: dict) -> list[str]:
     """Everything that stops this profile here, all at once."""
-    problems = config.check_all(params)
+    problems = check_all(params)
     if problems:
         return problems
-    models = {k: config.named("models", k, params) for k in params.get("models") or {}}
+    models = {k: ModelParams.named(k, params) for k in params.get("models") or {}}
     needs_gpu = [k for k, m in models.items() if needs_cuda(m)]
     if needs_gpu:
         import torch
@@ -323,18 +328,18 @@ def missing(params: dict) -> list[str]:
             problems.append(f"models.{k}.base.revision is not pinned (run `profile pin`)")
         elif m.base.kind == "hub" and not m.base.files:
             problems.append(f"models.{k}.base.files are not pinned (run `profile pin`)")
-    limit = config.section("clean", params).max_length
+    limit = CleanParams.load(params).max_length
     if limit.from_hub and limit.revision is None:
         problems.append("clean.max_length.revision of the hub tokenizer is not pinned")
     for k in params.get("text_sources") or {}:
-        t = config.named("text_sources", k, params)
+        t = TextSourceParams.named(k, params)
         if t.format == "hf" and t.hf.revision is None:
             problems.append(f"text_sources.{k}.hf.revision is not pinned")
     for section in FETCHED:
         for k, h in (params.get(section) or {}).items():
             if isinstance(h, Mapping) and "repo_id" in h and h.get("revision") is None:
                 problems.append(f"{section}.{k}.revision is not pinned (run `profile pin`)")
-    gen = config.section("generate", params) if params.get("generate") else None
+    gen = GenerateParams.load(params) if params.get("generate") else None
     if gen and gen.backend == "openai" and gen.openai.api_key_env:
         if not os.environ.get(gen.openai.api_key_env):
             problems.append(f"generate.openai.api_key_env: {gen.openai.api_key_env} is not set")
@@ -467,7 +472,7 @@ def run_profile(name: str, exp_name: str | None, online_if_needed: bool = False)
     if name == "default":
         raise StageError("the default profile is params.yaml: use `dvc repro` or `make repro`")
     try:
-        exp = config._check_name(exp_name or name, "experiment")
+        exp = config.check_name(exp_name or name, "experiment")
     except ValueError as e:
         raise StageError(str(e)) from None
     params = load_profile(name)

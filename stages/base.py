@@ -23,13 +23,13 @@ from instar.modeling.build import (
     check_hub_files,
     train_texts,
 )
-from instar.params import core as config
+from instar.params.base import BaseModelParams, load_base
 from instar.records.storage import write_json
 
 TRAIN = Path("data/instar/train")
 
 
-def build_base(model: str, params: config.BaseModelParams) -> dict[str, Any]:
+def build_base(model: str, params: BaseModelParams) -> dict[str, Any]:
     out = base_dir(model)
     if params.kind == "hub":
         if params.revision is None:
@@ -88,7 +88,7 @@ def main() -> None:
     p = parser("base", __doc__)
     p.add_argument("model", help="a key of `models` in params.yaml")
     args = p.parse_args()
-    build_base(args.model, config.named("models", args.model).base)
+    build_base(args.model, load_base(args.model))
 
 
 if __name__ == "__main__":

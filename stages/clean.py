@@ -16,6 +16,8 @@ from typing import Any
 
 from instar.console import StageError, console, parser, progress, run
 from instar.params import core as config
+from instar.params.clean import CleanParams, LengthLimit
+from instar.params.sources import SourceParams
 from instar.records.paths import clean_path, quarantine_path, raw_path
 from instar.records.schema import TEXT_FIELDS, with_id
 from instar.records.storage import Quarantine, RecordWriter, count_rows, iter_records, write_json
@@ -29,10 +31,10 @@ from instar.text.repetition import (
 from instar.text.scrub import scrub_pii, strip_markup
 
 Record = dict[str, Any]
-Rule = Callable[[Record, config.CleanParams], Any]
+Rule = Callable[[Record, CleanParams], Any]
 
 
-def normalise_record(rec: Record, params: config.CleanParams, scrubbed: Counter) -> Record:
+def normalise_record(rec: Record, params: CleanParams, scrubbed: Counter) -> Record:
     """Training normalisation, markup and PII scrubbing of every text field; new id."""
     touched = False
     for f in TEXT_FIELDS:
@@ -50,7 +52,7 @@ def normalise_record(rec: Record, params: config.CleanParams, scrubbed: Counter)
     return with_id(rec)
 
 
-def language_parts(rec: Record, params: config.CleanParams) -> list[str]:
+def language_parts(rec: Record, params: CleanParams) -> list[str]:
     """What the language rules read: the prompt (instruction and input) and the output each
     on its own, so an English answer to an Arabic question does not pass on the question's
     letters; a part shorter than `language.min_words` is read together with the other (a
@@ -72,7 +74,7 @@ def _tokenizer(name: str, revision: str | None):
     return AutoTokenizer.from_pretrained(name, revision=revision)
 
 
-def length(rec: Record, limit: config.LengthLimit) -> int:
+def length(rec: Record, limit: LengthLimit) -> int:
     text = "\n".join(rec[f] for f in TEXT_FIELDS if rec[f])
     if limit.unit == "words":
         return words(text)
@@ -150,7 +152,7 @@ def _instruction_equals_output(r, p):
 RULES = [*CHEAP_RULES, "language", "repetition", "instruction_equals_output"]
 
 
-def judge(batch: list[Record], params: config.CleanParams) -> list[tuple[str, Any] | None]:
+def judge(batch: list[Record], params: CleanParams) -> list[tuple[str, Any] | None]:
     """The first failing rule of each record (None: keep). Language ID runs once a batch,
     on both cores, and only on records that passed the cheap rules."""
     verdicts: list[tuple[str, Any] | None] = []
@@ -184,7 +186,7 @@ def batches(it: Iterator[Record], size: int) -> Iterator[list[Record]]:
         yield batch
 
 
-def clean(source: str, params: config.CleanParams) -> dict[str, Any]:
+def clean(source: str, params: CleanParams) -> dict[str, Any]:
     src = raw_path(source)
     if not src.exists():
         raise StageError(f"{src}: not found; run `dvc repro ingest@{source}` first")
@@ -230,8 +232,8 @@ def main() -> None:
     p.add_argument("source", help="a key of `sources` in params.yaml")
     args = p.parse_args()
     params = config.read_params()
-    config.named("sources", args.source, params)  # checks the name before it becomes a path
-    metrics = clean(args.source, config.section("clean", params))
+    SourceParams.named(args.source, params)  # checks the name before it becomes a path
+    metrics = clean(args.source, CleanParams.load(params))
     write_json(Path("metrics/clean") / f"{args.source}.json", metrics)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from instar.console import StageError, console, parser, progress, run
-from instar.params import core as config
+from instar.params.contamination import ContaminationParams
 from instar.records.storage import atomic_path, write_json
 from instar.text.arabic import dedup_key
 
@@ -78,7 +78,7 @@ def find(items: list[dict[str, Any]], train: Path, min_words: int, batch_size: i
     return [found[n] for n in sorted(found)]
 
 
-def check(params: config.ContaminationParams, train: Path = TRAIN) -> tuple[dict, list[dict]]:
+def check(params: ContaminationParams, train: Path = TRAIN) -> tuple[dict, list[dict]]:
     items: list[dict[str, Any]] = []
     for file, field in params.files.items():
         items += questions(Path(file), field)
@@ -96,7 +96,7 @@ def check(params: config.ContaminationParams, train: Path = TRAIN) -> tuple[dict
 def main() -> None:
     p = parser("contamination", __doc__)
     p.parse_args()
-    metrics, hits = check(config.section("contamination"))
+    metrics, hits = check(ContaminationParams.load())
     write_json(Path("metrics/contamination.json"), metrics)
     with atomic_path(Path("reports/contamination.jsonl")) as tmp:
         tmp.write_text("".join(json.dumps(h, ensure_ascii=False) + "\n" for h in hits))

@@ -23,6 +23,7 @@ from datasketch.lsh import _optimal_param
 
 from instar.console import StageError, console, parser, progress, run
 from instar.params import core as config
+from instar.params.dedup import DedupParams, NearDedupParams
 from instar.records.paths import clean_path, source_names
 from instar.records.schema import load_meta
 from instar.records.storage import (
@@ -52,7 +53,7 @@ def shingles(text: str, n: int) -> list[bytes]:
 
 
 def signatures(
-    texts: list[tuple[str, str, str]], near: config.NearDedupParams | None
+    texts: list[tuple[str, str, str]], near: NearDedupParams | None
 ) -> tuple[list[bytes], np.ndarray | None]:
     """Exact keys (16 bytes) and MinHash signatures (uint32) of a batch: the costly part,
     run in worker processes."""
@@ -78,7 +79,7 @@ class NearIndex:
     for 400k records; these take about a tenth of that. Signatures live in one growing
     uint32 array, not in objects."""
 
-    def __init__(self, p: config.NearDedupParams):
+    def __init__(self, p: NearDedupParams):
         self.p = p
         self.b, self.r = _optimal_param(p.threshold, p.num_perm, 0.5, 0.5)
         self.tables: list[dict[int, int | list[int]]] = [{} for _ in range(self.b)]
@@ -125,7 +126,7 @@ class NearIndex:
         return index
 
 
-def signed_records(paths: list[Path], params: config.DedupParams):
+def signed_records(paths: list[Path], params: DedupParams):
     """(record, exact key, signature) in stream order; signatures are computed by a pool of
     `workers` processes a batch at a time, with a bounded number of batches in flight."""
     near = params.near if params.near.enabled else None
@@ -161,7 +162,7 @@ def signed_records(paths: list[Path], params: config.DedupParams):
             yield from emit(batch, *job.get())
 
 
-def dedup(sources: list[str], params: config.DedupParams) -> dict[str, Any]:
+def dedup(sources: list[str], params: DedupParams) -> dict[str, Any]:
     paths = [clean_path(s) for s in sources]
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
@@ -263,7 +264,7 @@ def main() -> None:
     p = parser("dedup", __doc__)
     p.parse_args()
     params = config.read_params()
-    write_json("metrics/dedup.json", dedup(source_names(), config.section("dedup", params)))
+    write_json("metrics/dedup.json", dedup(source_names(), DedupParams.load(params)))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ from typing import Any
 from instar.console import StageError, console, parser, progress, run
 from instar.modeling.build import base_dir
 from instar.params import core as config
+from instar.params.evaluate import EvaluateParams
+from instar.params.train import ModelParams
 from instar.records.storage import atomic_path, write_json
 
 METRICS = Path("metrics/eval")
@@ -59,7 +61,7 @@ LOSS_ROWS = 1024
 
 
 def assistant_loss(
-    net, tokenizer, examples: list[list[dict]], params: config.EvaluateParams, label: str
+    net, tokenizer, examples: list[list[dict]], params: EvaluateParams, label: str
 ) -> dict[str, float]:
     """Token-weighted mean loss over the assistant tokens of `examples`."""
     import torch
@@ -121,7 +123,7 @@ def fingerprint(folders: list[Path], salt: str) -> str:
     return h.hexdigest()[:16]
 
 
-def generate(net, tokenizer, prompts: list[list[dict]], params: config.EvaluateParams) -> list:
+def generate(net, tokenizer, prompts: list[list[dict]], params: EvaluateParams) -> list:
     """Greedy answers, batched with left padding."""
     import torch
 
@@ -157,7 +159,7 @@ def generate(net, tokenizer, prompts: list[list[dict]], params: config.EvaluateP
     return [a.strip() for a in answers]
 
 
-def load_variant(model: str, m: config.ModelParams, variant: str):
+def load_variant(model: str, m: ModelParams, variant: str):
     """The model that lm-eval and the test loss read, and its tokenizer: the base loaded as
     training loaded it (instar.modeling.loading.load_base: precision, NF4 4-bit with double
     quantisation, trust_remote_code, pad token), with the adapter on top for `adapter`.
@@ -176,7 +178,7 @@ def load_variant(model: str, m: config.ModelParams, variant: str):
 
 
 def evaluate_variant(
-    model: str, m: config.ModelParams, params: config.EvaluateParams, variant: str
+    model: str, m: ModelParams, params: EvaluateParams, variant: str
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Flat metrics of one variant (base or adapter) and its generations."""
     from instar.evaluation.harness import cache_path, make_lm, run_benchmarks
@@ -271,13 +273,13 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def evaluate_base(model: str, m: config.ModelParams, params: config.EvaluateParams) -> None:
+def evaluate_base(model: str, m: ModelParams, params: EvaluateParams) -> None:
     metrics, generations = evaluate_variant(model, m, params, "base")
     write_jsonl(SAMPLES / "base" / f"{model}.jsonl", generations)
     write_json(BASE_METRICS / f"{model}.json", metrics)
 
 
-def evaluate_adapter(model: str, m: config.ModelParams, params: config.EvaluateParams) -> None:
+def evaluate_adapter(model: str, m: ModelParams, params: EvaluateParams) -> None:
     base_file = BASE_METRICS / f"{model}.json"
     if not base_file.is_file():
         raise StageError(f"{base_file}: missing; run `dvc repro evaluate_base@{model}` first")
@@ -320,8 +322,8 @@ def main() -> None:
     )
     args = p.parse_args()
     params = config.read_params()
-    m = config.named("models", args.model, params)
-    ev = config.section("evaluate", params)
+    m = ModelParams.named(args.model, params)
+    ev = EvaluateParams.load(params)
     (evaluate_base if args.base else evaluate_adapter)(args.model, m, ev)
 
 

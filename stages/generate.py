@@ -32,6 +32,8 @@ from rich.table import Table
 from instar import teacher
 from instar.console import StageError, console, parser, progress, run
 from instar.params import core as config
+from instar.params.generate import GenerateParams, SamplingParams
+from instar.params.sources import TextSourceParams
 from instar.records.paths import quarantine_path
 from instar.records.readers import read_rows
 from instar.records.schema import make_record
@@ -70,7 +72,7 @@ class Prompt:
 # --- streaming and picking paragraphs -------------------------------------------------------
 
 
-def _rows(src: config.TextSourceParams) -> Iterator[tuple[int, Any, str | None]]:
+def _rows(src: TextSourceParams) -> Iterator[tuple[int, Any, str | None]]:
     if src.format == "hf":  # streamed from the hub shard by shard, never stored whole
         import datasets
 
@@ -89,7 +91,7 @@ def _rows(src: config.TextSourceParams) -> Iterator[tuple[int, Any, str | None]]
 
 
 def stream_paragraphs(
-    name: str, src: config.TextSourceParams, counts: Counter, max_scan: int | None = None
+    name: str, src: TextSourceParams, counts: Counter, max_scan: int | None = None
 ) -> Iterator[Paragraph]:
     """Paragraphs of one text source, one row in memory at a time; unreadable rows counted."""
     for n, (i, row, problem) in enumerate(_rows(src)):
@@ -185,7 +187,7 @@ def render(templates: dict[str, str], task: str, paragraph: Paragraph) -> list[d
 
 def cache_key(
     backend: str, model: str, version: str, messages: list[dict[str, str]],
-    sampling: config.SamplingParams,
+    sampling: SamplingParams,
 ) -> str:  # fmt: skip
     """What makes two teacher answers interchangeable, hashed."""
     blob = json.dumps(
@@ -326,9 +328,9 @@ def check_answer(ans: dict[str, str], paragraph: Paragraph) -> tuple[str, str] |
 # --- the stage ------------------------------------------------------------------------------
 
 
-def build_prompts(params: config.GenerateParams, counts: Counter) -> list[Prompt]:
+def build_prompts(params: GenerateParams, counts: Counter) -> list[Prompt]:
     all_params = config.read_params()
-    sources = {t: config.named("text_sources", t, all_params) for t in params.text_sources}
+    sources = {t: TextSourceParams.named(t, all_params) for t in params.text_sources}
     templates = load_templates(Path(params.templates), params.template_version, params.quotas)
 
     def stream() -> Iterator[Paragraph]:
@@ -363,7 +365,7 @@ def estimated_tokens(messages: list[dict[str, str]]) -> int:
     return sum(len(m["content"]) for m in messages) * 2 // 7 + 8
 
 
-def print_plan(params: config.GenerateParams, prompts: list[Prompt], missing: list[Prompt]):
+def print_plan(params: GenerateParams, prompts: list[Prompt], missing: list[Prompt]):
     table = Table(title="generate: plan", show_header=False)
     table.add_row("teacher", f"{params.backend}: {params.model}")
     table.add_row("prompts", str(len(prompts)))
@@ -376,7 +378,7 @@ def print_plan(params: config.GenerateParams, prompts: list[Prompt], missing: li
     console.print(table)
 
 
-def no_teacher_error(params: config.GenerateParams, missing: int, total: int) -> StageError:
+def no_teacher_error(params: GenerateParams, missing: int, total: int) -> StageError:
     why = (
         "generate.offline is true"
         if params.offline
@@ -392,7 +394,7 @@ def no_teacher_error(params: config.GenerateParams, missing: int, total: int) ->
 
 
 def ask_teacher(
-    params: config.GenerateParams, missing: list[Prompt], cache: AnswerCache
+    params: GenerateParams, missing: list[Prompt], cache: AnswerCache
 ) -> tuple[teacher.Stats, dict[str, teacher.Reply]]:
     """Ask for every missing prompt; cache each usable answer at once; return the failures."""
     failures: dict[str, teacher.Reply] = {}
@@ -420,7 +422,7 @@ def ask_teacher(
     return stats, failures
 
 
-def generate(params: config.GenerateParams) -> dict[str, Any]:
+def generate(params: GenerateParams) -> dict[str, Any]:
     counts: Counter = Counter()
     prompts = build_prompts(params, counts)
     shipped = Path(params.shipped_cache) if params.shipped_cache else None
@@ -441,7 +443,7 @@ def generate(params: config.GenerateParams) -> dict[str, Any]:
     return write_outputs(params, prompts, cache, failures, stats, len(missing), counts)
 
 
-def _meta(params: config.GenerateParams, p: Prompt, entry: dict | None) -> dict[str, Any]:
+def _meta(params: GenerateParams, p: Prompt, entry: dict | None) -> dict[str, Any]:
     return {
         "teacher_backend": entry["backend"] if entry else params.backend,
         "teacher_model": entry["model"] if entry else params.model,
@@ -456,7 +458,7 @@ def _meta(params: config.GenerateParams, p: Prompt, entry: dict | None) -> dict[
 
 
 def write_outputs(
-    params: config.GenerateParams,
+    params: GenerateParams,
     prompts: list[Prompt],
     cache: AnswerCache,
     failures: dict[str, teacher.Reply],
@@ -527,7 +529,7 @@ def write_outputs(
 def main() -> None:
     p = parser("generate", __doc__)
     p.parse_args()
-    params = config.section("generate")
+    params = GenerateParams.load()
     write_json(METRICS, generate(params))
 
 

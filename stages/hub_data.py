@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from instar.console import parser, run
 from instar.hub import ROOTS, fetch
-from instar.params import core as config
+from instar.params.core import read_params
+from instar.params.hub import HubDataParams, TokenizerParams
 
 
 def main() -> None:
@@ -19,8 +20,8 @@ def main() -> None:
         help="hub_data (hub@<name>, data/hub/) or tokenizers (tokenizer@<name>, data/tokenizers/)",
     )  # fmt: skip
     args = p.parse_args()
-    params = config.read_params()
-    fetch(args.name, config.named(args.section, args.name, params), args.section)
+    model = HubDataParams if args.section == "hub_data" else TokenizerParams
+    fetch(args.name, model.named(args.name, read_params()), args.section)
 
 
 if __name__ == "__main__":

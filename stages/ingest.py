@@ -19,6 +19,8 @@ import yaml
 
 from instar.console import StageError, console, parser, progress, run
 from instar.params import core as config
+from instar.params.ingest import IngestParams
+from instar.params.sources import SourceParams
 from instar.records.paths import quarantine_path, raw_path
 from instar.records.readers import columns_of, read_rows
 from instar.records.schema import FIELDS, ORIGINS, dump_meta, load_meta, make_record
@@ -35,7 +37,7 @@ def _text(value: Any) -> str | None:
 
 
 def instruction_records(
-    name: str, src: config.SourceParams, rows: Iterator
+    name: str, src: SourceParams, rows: Iterator
 ) -> Iterator[tuple[int, dict | None, str | None, str]]:
     """Map instruction rows onto the schema; yield (row, record, problem, raw_value)."""
     col = {f: src.columns.get(f, f) for f in (*REQUIRED, *OPTIONAL)}
@@ -77,7 +79,7 @@ def instruction_records(
 
 
 def records_records(
-    name: str, src: config.SourceParams, rows: Iterator
+    name: str, src: SourceParams, rows: Iterator
 ) -> Iterator[tuple[int, dict | None, str | None, str]]:
     """Rows already in the record schema: checked, renamed to this source, id recomputed.
     Where they came from before (a text source's row) stays in meta as `from_source`."""
@@ -133,7 +135,7 @@ def load_template(path: Path, entry: str) -> dict[str, Any]:
 
 
 def task_records(
-    name: str, src: config.SourceParams, rows: Iterator, template: dict, per_item: int, seed: int
+    name: str, src: SourceParams, rows: Iterator, template: dict, per_item: int, seed: int
 ) -> Iterator[tuple[int, dict | None, str | None, str]]:
     """Render `per_item` phrasings of each labelled item, chosen reproducibly per item."""
     phrasings = template["phrasings"]
@@ -199,7 +201,7 @@ def _placeholders(phrasings: list[dict]) -> list[str]:
     return names
 
 
-def column_set(name: str, src: config.SourceParams, header: list[str]) -> config.SourceParams:
+def column_set(name: str, src: SourceParams, header: list[str]) -> SourceParams:
     """`src` with the mapping of the column set its file has; another set is refused by name
     (a hub set renamed a column between commits: a silent mis-mapping would lose it)."""
     if not src.column_sets:
@@ -214,7 +216,7 @@ def column_set(name: str, src: config.SourceParams, header: list[str]) -> config
     )
 
 
-def ingest(name: str, src: config.SourceParams, params: config.IngestParams) -> dict[str, int]:
+def ingest(name: str, src: SourceParams, params: IngestParams) -> dict[str, int]:
     path = Path(src.path)
     template = load_template(Path(params.templates), src.template) if src.kind == "task" else None
     if not path.exists():
@@ -274,7 +276,7 @@ def ingest(name: str, src: config.SourceParams, params: config.IngestParams) -> 
     return counts
 
 
-def _needed_columns(src: config.SourceParams, template: dict | None) -> list[str]:
+def _needed_columns(src: SourceParams, template: dict | None) -> list[str]:
     if template is not None:
         return [src.columns.get(p, p) for p in _placeholders(template["phrasings"])]
     if src.kind == "records":
@@ -287,8 +289,8 @@ def main() -> None:
     p.add_argument("source", help="a key of `sources` in params.yaml")
     args = p.parse_args()
     params = config.read_params()
-    src = config.named("sources", args.source, params)
-    counts = ingest(args.source, src, config.section("ingest", params))
+    src = SourceParams.named(args.source, params)
+    counts = ingest(args.source, src, IngestParams.load(params))
     write_json(Path("metrics/ingest") / f"{args.source}.json", counts)
 
 

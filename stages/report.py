@@ -13,6 +13,7 @@ from typing import Any
 
 from instar.console import StageError, console, parser, run
 from instar.params import core as config
+from instar.params.report import ReportParams
 from instar.records.storage import atomic_path, write_text
 
 REPORTS = Path("reports")
@@ -225,7 +226,7 @@ def _save(fig, path: Path) -> None:
 def main() -> None:
     p = parser("report", __doc__)
     p.parse_args()
-    params = config.section("report")
+    params = ReportParams.load()
     models = sorted(config.read_params().get("models") or {})
     evals = load_metrics(Path("metrics/eval"), models)
     if not evals:

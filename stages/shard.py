@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from instar.cards.dataset_card import card_charts, dataset_card
 from instar.console import StageError, console, parser, progress, run
-from instar.params import core as config
+from instar.params.shard import ShardParams
 from instar.records.schema import RECORD_SCHEMA, group_key
 from instar.records.storage import count_rows, iter_records, write_json, write_text
 
@@ -27,7 +27,7 @@ OUT = Path("data/instar")
 SPLITS = ("train", "validation", "test")
 
 
-def split_of(key: str, params: config.ShardParams) -> str:
+def split_of(key: str, params: ShardParams) -> str:
     """A uniform number in [0, 1) from the salted key, cut at the split fractions."""
     h = hashlib.sha256(f"{params.salt}\x1f{key}".encode()).digest()
     u = int.from_bytes(h[:8], "big") / 2**64
@@ -85,7 +85,7 @@ class ShardWriter:
         self._writer.close()
 
 
-def shard(params: config.ShardParams) -> dict[str, Any]:
+def shard(params: ShardParams) -> dict[str, Any]:
     if not IN.exists():
         raise StageError(f"{IN}: not found; run `dvc repro validate` first")
     # Build in a sibling temp folder, then swap: an interrupted run leaves the old splits.
@@ -146,7 +146,7 @@ def _nest(c: Counter) -> dict[str, Any]:
 def main() -> None:
     p = parser("shard", __doc__)
     p.parse_args()
-    shard(config.section("shard"))
+    shard(ShardParams.load())
 
 
 if __name__ == "__main__":

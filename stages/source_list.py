@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from instar.console import console, parser, run
 from instar.params import core as config
+from instar.params.sources import SourceParams
 from instar.records.paths import SOURCE_LIST
 from instar.records.storage import write_json
 
@@ -19,7 +20,7 @@ def main() -> None:
     params = config.read_params()
     names = list(params.get("sources") or {})
     for name in names:
-        config.named("sources", name, params)
+        SourceParams.named(name, params)
     if not names:
         raise config.ParamsError("params.yaml: `sources` is empty; the pipeline needs one")
     write_json(SOURCE_LIST, {"sources": names})

@@ -33,7 +33,7 @@ from instar.modeling.build import base_dir
 from instar.modeling.chat import supports_system
 from instar.modeling.data import INSTAR, as_messages, load_split
 from instar.modeling.loading import adapter_dir, load_base, require_device
-from instar.params import core as config
+from instar.params.train import ModelParams
 from instar.records.storage import write_json, write_text
 
 ACCELERATE_CONFIGS = Path("configs/accelerate")
@@ -126,7 +126,7 @@ class InstArTrainer(SFTTrainer):
         return super().training_step(model, inputs, num_items_in_batch)
 
 
-def sft_config(m: config.ModelParams, output_dir: Path) -> SFTConfig:
+def sft_config(m: ModelParams, output_dir: Path) -> SFTConfig:
     t = m.train
     return SFTConfig(
         output_dir=str(output_dir),
@@ -166,7 +166,7 @@ def sft_config(m: config.ModelParams, output_dir: Path) -> SFTConfig:
     )
 
 
-def lora_config(m: config.ModelParams) -> LoraConfig:
+def lora_config(m: ModelParams) -> LoraConfig:
     return LoraConfig(
         r=m.lora.r,
         lora_alpha=m.lora.alpha,
@@ -179,7 +179,7 @@ def lora_config(m: config.ModelParams) -> LoraConfig:
 
 
 def build_trainer(
-    net, tokenizer, train_ds, eval_ds, m: config.ModelParams, output_dir: Path, callbacks=()
+    net, tokenizer, train_ds, eval_ds, m: ModelParams, output_dir: Path, callbacks=()
 ) -> InstArTrainer:
     """The trainer on chat-message datasets (instar.modeling.data.as_messages)."""
     return InstArTrainer(
@@ -214,7 +214,7 @@ def gathered_weights(net) -> dict[str, Any] | None:
     )
 
 
-def save_adapter(net, tokenizer, model: str, m: config.ModelParams) -> Path | None:
+def save_adapter(net, tokenizer, model: str, m: ModelParams) -> Path | None:
     """The adapter folder, written beside its place and renamed over it, by rank 0. Every
     rank calls this (FSDP gathers the weights from all of them); the others get None."""
     weights = gathered_weights(net)
@@ -232,7 +232,7 @@ def save_adapter(net, tokenizer, model: str, m: config.ModelParams) -> Path | No
     return out
 
 
-def export_merged(model: str, m: config.ModelParams, enabled: bool | None = None) -> Path:
+def export_merged(model: str, m: ModelParams, enabled: bool | None = None) -> Path:
     """models/<model>/merged/: base + adapter in one safetensors model (export_merged), or a
     note saying it was not asked for (DVC declares the folder either way)."""
     out = merged_dir(model)
@@ -260,7 +260,7 @@ def export_merged(model: str, m: config.ModelParams, enabled: bool | None = None
     return out
 
 
-def train(model: str, m: config.ModelParams) -> dict[str, Any]:
+def train(model: str, m: ModelParams) -> dict[str, Any]:
     require_device(model, m)
     splits = [INSTAR / "train", INSTAR / "validation"]
     key = checkpoints.run_key(m, base_dir(model), splits, closure("stages.train"))
@@ -349,7 +349,7 @@ def train(model: str, m: config.ModelParams) -> dict[str, Any]:
     return metrics
 
 
-def relaunch(model: str, m: config.ModelParams) -> int:
+def relaunch(model: str, m: ModelParams) -> int:
     """Run this stage under `accelerate launch` with num_processes processes."""
     cfg = ACCELERATE_CONFIGS / f"{m.train.distributed}.yaml"
     if not cfg.is_file():
@@ -378,7 +378,7 @@ def main() -> None:
     p = parser("train", __doc__)
     p.add_argument("model", help="a key of `models` in params.yaml")
     args = p.parse_args()
-    m = config.named("models", args.model)
+    m = ModelParams.named(args.model)
     if m.train.num_processes > 1 and "LOCAL_RANK" not in os.environ:
         code = relaunch(args.model, m)
         if code:

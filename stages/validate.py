@@ -35,6 +35,7 @@ from rich.table import Table
 
 from instar.console import StageError, console, parser, run
 from instar.params import core as config
+from instar.params.validate import ValidateParams
 from instar.records import paths
 from instar.records.schema import (
     FIELDS,
@@ -111,9 +112,7 @@ class RecordModel(pa.DataFrameModel):
 # are kept equal, so a check reads the same in the contract that subclasses it.
 
 
-def contract(
-    params: config.ValidateParams, sources: Collection[str] | None = None
-) -> type[RecordModel]:
+def contract(params: ValidateParams, sources: Collection[str] | None = None) -> type[RecordModel]:
     """RecordModel with the checks bound to params; `sources=None` skips the source check."""
     chars = params.chars.model_dump()
     exempt = set(params.non_arabic_output_tasks)
@@ -179,7 +178,7 @@ def failures(df: pd.DataFrame, model: type[RecordModel] | None = None) -> pd.Dat
     `row` is the 0-based position; it is empty for a failure of the whole table (a wrong
     type, a missing column). The default model is the contract of the default params.
     """
-    model = model or contract(config.ValidateParams())
+    model = model or contract(ValidateParams())
     try:
         model.validate(df, lazy=True)
     except pa.errors.SchemaErrors as e:
@@ -217,7 +216,7 @@ def check_label(check: str) -> tuple[str, str]:
 
 
 def expected_text(
-    check: str, column: str, params: config.ValidateParams, sources: Collection[str] | None
+    check: str, column: str, params: ValidateParams, sources: Collection[str] | None
 ) -> str:
     """What a record check wants, in words, for the failure table."""
     if check == "chars_in_bounds" and column in TEXT_FIELDS:
@@ -253,7 +252,7 @@ def show(table_rows: list[tuple[str, str, str, str]], title: str) -> None:
 
 
 def record_table(
-    fails: pd.DataFrame, params: config.ValidateParams, sources: Collection[str] | None
+    fails: pd.DataFrame, params: ValidateParams, sources: Collection[str] | None
 ) -> list[tuple[str, str, str, str]]:
     rows = []
     for (column, check), grp in fails.groupby(["column", "check"], dropna=False, sort=True):
@@ -299,7 +298,7 @@ def record_status(df: pd.DataFrame, row_fails: pd.DataFrame) -> pd.DataFrame:
 
 def validate(
     path: Path,
-    params: config.ValidateParams,
+    params: ValidateParams,
     out: Path | None,
     *,
     sources: Collection[str] | None = None,
@@ -433,7 +432,7 @@ def main() -> None:
         raw = config.read_params()
         result = validate(
             IN,
-            config.section("validate", raw),
+            ValidateParams.load(raw),
             OUT,
             sources=source_names(raw, paths.source_names()),
             dataset=True,
@@ -452,13 +451,13 @@ def main() -> None:
         return
     if args.params is not None:
         raw = config.read_params(args.params)
-        params = config.section("validate", raw)
+        params = ValidateParams.load(raw)
         result = validate(
             args.path, params, None, sources=source_names(raw), dataset=True, docs=args.docs
         )
     else:
         # No params: every failure counts, and no params.yaml is needed.
-        params = config.ValidateParams(max_invalid_fraction=0, min_rows=0)
+        params = ValidateParams(max_invalid_fraction=0, min_rows=0)
         result = validate(args.path, params, None)
     if result["problems"]:
         raise StageError(f"{args.path}: " + "; ".join(result["problems"]))

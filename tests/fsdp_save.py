@@ -21,9 +21,9 @@ TEXTS = ["ما عاصمة مصر؟", "عاصمة مصر هي القاهرة.", "
 
 
 def params():
-    from instar.params import core as config
+    from instar.params.train import ModelParams
 
-    return config.ModelParams.model_validate(
+    return ModelParams.model_validate(
         {
             "base": {"kind": "config", "architecture": "llama", "chat_template": "llama3",
                      "vocab_size": 300,

@@ -14,7 +14,7 @@ from pathlib import Path
 import trl
 
 from instar.modeling.build import build_model, build_tokenizer
-from instar.params import core as config
+from instar.params.base import BaseModelParams
 from tests.hubstub import add_folder
 
 TRL_TEMPLATES = Path(trl.__file__).parent / "chat_templates"
@@ -40,7 +40,7 @@ def save_standin(repo_id: str, texts: list[str], dest: Path, vocab_size: int = 6
     tokenizer.chat_template = (TRL_TEMPLATES / shipped).read_text(encoding="utf-8")
     if architecture == "llama":
         tokenizer.pad_token = None  # as Meta-Llama-3-8B-Instruct: no pad token at all
-    params = config.BaseModelParams(
+    params = BaseModelParams(
         kind="config", architecture=architecture, chat_template=template, config=SIZES[architecture]
     )
     net = build_model(params, tokenizer)

@@ -4,7 +4,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from instar.params.core import CleanParams
+from instar.params.clean import CleanParams
 from instar.records.paths import clean_path, quarantine_path, raw_path
 from instar.records.schema import RECORD_SCHEMA, make_record, record_id
 from instar.text.arabic import arabic_ratio, dedup_key, normalise

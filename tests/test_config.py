@@ -1,23 +1,27 @@
 import pytest
 
-from instar.params import core as config
+from instar.params.checks import check_all
+from instar.params.clean import CleanParams
 from instar.params.core import ParamsError
+from instar.params.shard import ShardParams
+from instar.params.sources import SourceParams
+from instar.params.train import ModelParams
 
 
 def test_repository_params_are_valid():
-    assert config.check_all() == []
+    assert check_all() == []
 
 
 def test_unknown_key_is_named_with_its_path():
     with pytest.raises(ParamsError) as e:
-        config.section("clean", {"clean": {"min_output_word": 3}})
+        CleanParams.load({"clean": {"min_output_word": 3}})
     assert "clean.min_output_word" in e.value.message
     assert e.value.code == 2
 
 
 def test_out_of_range_value_is_refused():
     with pytest.raises(ParamsError) as e:
-        config.section("shard", {"shard": {"validation_fraction": 0.6, "test_fraction": 0.5}})
+        ShardParams.load({"shard": {"validation_fraction": 0.6, "test_fraction": 0.5}})
     assert "leave rows for train" in e.value.message
 
 
@@ -25,12 +29,11 @@ def test_out_of_range_value_is_refused():
 def test_source_names_are_checked_before_they_become_paths(name):
     params = {"sources": {name: {"format": "jsonl", "path": "x.jsonl"}}}
     with pytest.raises(ValueError, match="letters, digits"):
-        config.named("sources", name, params)
+        SourceParams.named(name, params)
 
 
 def test_a_new_instruction_source_needs_only_format_and_path():
-    src = config.named(
-        "sources",
+    src = SourceParams.named(
         "big",
         {"sources": {"big": {"kind": "instructions", "format": "jsonl", "path": "raw.jsonl"}}},
     )
@@ -39,19 +42,18 @@ def test_a_new_instruction_source_needs_only_format_and_path():
 
 def test_task_source_needs_a_template_and_hub_source_needs_its_pin():
     with pytest.raises(ParamsError, match="template"):
-        config.named(
-            "sources", "t", {"sources": {"t": {"kind": "task", "format": "csv", "path": "t.csv"}}}
+        SourceParams.named(
+            "t", {"sources": {"t": {"kind": "task", "format": "csv", "path": "t.csv"}}}
         )
     with pytest.raises(ParamsError, match="hub_data"):
-        config.named("sources", "h", {"sources": {"h": {"format": "hf", "path": "d"}}})
+        SourceParams.named("h", {"sources": {"h": {"format": "hf", "path": "d"}}})
 
 
 def test_hub_model_needs_repo_and_licence_and_a_commit_hash_revision():
     with pytest.raises(ParamsError, match="repo_id"):
-        config.named("models", "m", {"models": {"m": {"base": {"kind": "hub"}}}})
+        ModelParams.named("m", {"models": {"m": {"base": {"kind": "hub"}}}})
     with pytest.raises(ParamsError, match="0-9a-f"):
-        config.named(
-            "models",
+        ModelParams.named(
             "m",
             {
                 "models": {
@@ -69,7 +71,7 @@ def test_hub_model_needs_repo_and_licence_and_a_commit_hash_revision():
 
 
 def test_check_all_reports_every_problem_at_once():
-    problems = config.check_all(
+    problems = check_all(
         {
             "clean": {"bogus": 1},
             "shard": {"salt": 3},
@@ -81,7 +83,7 @@ def test_check_all_reports_every_problem_at_once():
 
 
 def test_the_two_non_arabic_output_lists_must_agree():
-    problems = config.check_all(
+    problems = check_all(
         {
             "clean": {"non_arabic_output_tasks": ["translation"]},
             "validate": {"non_arabic_output_tasks": []},

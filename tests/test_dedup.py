@@ -5,7 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from instar.params.core import DedupParams
+from instar.params.dedup import DedupParams
 from instar.records.paths import clean_path
 from instar.records.schema import RECORD_SCHEMA, make_record
 from stages.dedup import EXAMPLES, OUT, QUARANTINE, dedup

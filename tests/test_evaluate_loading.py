@@ -10,15 +10,16 @@ from pathlib import Path
 import pytest
 
 from instar.modeling.chat import to_messages
-from instar.params import core as config
+from instar.params.evaluate import EvaluateParams
+from instar.params.train import ModelParams
 from tests.standin_models import save_standin
 from tests.test_train import make_repo, model_params, records, trainer_for
 
 LLAMA3 = "meta-llama/Meta-Llama-3-8B-Instruct"
 
 
-def eval_params(**kw) -> config.EvaluateParams:
-    return config.EvaluateParams.model_validate(
+def eval_params(**kw) -> EvaluateParams:
+    return EvaluateParams.model_validate(
         {"batch_size": 3, "max_length": 96, "generation": {"max_new_tokens": 4, "batch_size": 3}}
         | kw
     )
@@ -28,7 +29,7 @@ def examples(n: int) -> list[list[dict]]:
     return [to_messages(r, True) for r in records(n)]
 
 
-def workspace(root: Path, name: str = "m", **train) -> config.ModelParams:
+def workspace(root: Path, name: str = "m", **train) -> ModelParams:
     """params, splits and the base of model `name` under `root` (the working directory)."""
     m = model_params("llama", max_steps=2, **train)
     make_repo(root, name, m, n_train=16)
@@ -43,7 +44,7 @@ def llama3_standin(root: Path, name: str = "m") -> None:
     save_standin(LLAMA3, texts, base)
 
 
-def random_adapter(root: Path, name: str, m: config.ModelParams) -> None:
+def random_adapter(root: Path, name: str, m: ModelParams) -> None:
     """An adapter whose B matrices are not zero, as after training."""
     from peft import LoraConfig, get_peft_model
 

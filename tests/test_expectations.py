@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from instar.params.core import ValidateParams
+from instar.params.validate import ValidateParams
 from instar.records.schema import RECORD_SCHEMA, TASKS, make_record
 from instar.validation import expectations
 from stages.validate import OUT, QUARANTINE, validate

@@ -17,7 +17,11 @@ import pytest
 import yaml
 
 from instar.console import StageError
-from instar.params import core as config
+from instar.params.base import BaseModelParams
+from instar.params.checks import check_all
+from instar.params.generate import GenerateParams, SamplingParams
+from instar.params.ingest import IngestParams
+from instar.params.sources import SourceParams
 from instar.records.paths import quarantine_path, raw_path
 from instar.records.schema import load_meta
 from stages.generate import (
@@ -165,7 +169,7 @@ def server():
 # --- a workspace with params, templates and marked paragraphs -------------------------------
 
 
-def workspace(tmp: Path, n: int = 12, **generate) -> config.GenerateParams:
+def workspace(tmp: Path, n: int = 12, **generate) -> GenerateParams:
     shutil.copytree(ROOT / "templates/generate", tmp / "templates/generate")
     rows = [{"doc_id": f"d{i:02d}", "text": f"[[P{i:02d}]] {SAMPLE[i]}"} for i in range(n)]
     (tmp / "paras.jsonl").write_text(
@@ -201,7 +205,7 @@ def workspace(tmp: Path, n: int = 12, **generate) -> config.GenerateParams:
         "generate": gen,
     }
     (tmp / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), "utf-8")
-    return config.section("generate", params)
+    return GenerateParams.load(params)
 
 
 @pytest.fixture(autouse=True)
@@ -213,7 +217,7 @@ def quarantined() -> list[dict]:
     return pq.read_table(quarantine_path("generate")).to_pylist()
 
 
-def with_url(params: config.GenerateParams, url: str) -> config.GenerateParams:
+def with_url(params: GenerateParams, url: str) -> GenerateParams:
     return params.model_copy(update={"openai": params.openai.model_copy(update={"base_url": url})})
 
 
@@ -352,7 +356,7 @@ def test_a_miss_without_a_teacher_says_how_many_and_how_to_configure_one(tmp_pat
 
 def test_the_shipped_cache_answers_the_default_profile_in_full(monkeypatch):
     monkeypatch.chdir(ROOT)
-    params = config.section("generate")
+    params = GenerateParams.load()
     prompts = build_prompts(params, Counter())
     shipped = {
         json.loads(line)["key"]: json.loads(line)
@@ -369,7 +373,7 @@ def test_generate_params_name_known_tasks_and_text_sources():
     params = yaml.safe_load((ROOT / "params.yaml").read_text("utf-8"))
     params["generate"]["quotas"]["poetry"] = 1
     params["generate"]["text_sources"] = ["nowhere"]
-    problems = "\n".join(config.check_all(params))
+    problems = "\n".join(check_all(params))
     assert "unknown tasks ['poetry']" in problems
     assert "generate.text_sources names unknown text sources: ['nowhere']" in problems
 
@@ -419,15 +423,15 @@ def test_raising_paragraphs_only_adds_prompts(tmp_path, server):
 
 def test_the_cache_key_changes_with_each_of_its_parts():
     msgs = [{"role": "user", "content": "لخّص"}]
-    s = config.SamplingParams()
+    s = SamplingParams()
     base = cache_key("openai", "m", "v1", msgs, s)
-    assert base == cache_key("openai", "m", "v1", [dict(m) for m in msgs], config.SamplingParams())
+    assert base == cache_key("openai", "m", "v1", [dict(m) for m in msgs], SamplingParams())
     others = {
         cache_key("transformers", "m", "v1", msgs, s),
         cache_key("openai", "m2", "v1", msgs, s),
         cache_key("openai", "m", "v2", msgs, s),
         cache_key("openai", "m", "v1", [{"role": "user", "content": "اشرح"}], s),
-        cache_key("openai", "m", "v1", msgs, config.SamplingParams(temperature=0.2)),
+        cache_key("openai", "m", "v1", msgs, SamplingParams(temperature=0.2)),
     }
     assert base not in others and len(others) == 5
 
@@ -462,8 +466,8 @@ def test_checks_catch_empty_non_arabic_and_copied_answers():
 
 def test_ingest_takes_the_generated_records_with_their_origin_and_meta(tmp_path, server):
     generate(with_url(workspace(tmp_path, n=3), server.url))
-    src = config.SourceParams(kind="records", format="parquet", path=str(OUTPUT))
-    counts = ingest("synthetic", src, config.IngestParams())
+    src = SourceParams(kind="records", format="parquet", path=str(OUTPUT))
+    counts = ingest("synthetic", src, IngestParams())
     assert counts["records"] == 3
     rows = pq.read_table(raw_path("synthetic")).to_pylist()
     assert {r["origin"] for r in rows} == {"synthetic"} and {r["source"] for r in rows} == {
@@ -481,7 +485,7 @@ def tiny_model(folder: Path) -> Path:
     from instar.modeling.build import build_model, build_tokenizer
     from instar.modeling.chat import TEMPLATES
 
-    base = config.BaseModelParams(
+    base = BaseModelParams(
         kind="config",
         architecture="llama",
         chat_template="llama3",

@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from instar.params import core as config
+from instar.params.checks import check_all
+from instar.params.hub import HubDataParams
 from tests.conftest import ROOT, env
 from tests.hubstub import add_repo
 from tests.standin_data import INSTAR, add_instar, dataset_files, instar_rows, oall_table
@@ -154,16 +155,16 @@ def test_a_model_entry_copies_only_the_files_its_patterns_allow(tmp_path, cache)
 
 def test_hub_data_params_are_checked():
     ok = {"repo_id": "OALL/ACVA", "revision": "a" * 40}
-    assert config.HubDataParams(**ok).configs == ["default"]
+    assert HubDataParams(**ok).configs == ["default"]
     for bad, says in [
         ({**ok, "revision": "main"}, "pattern"),
         ({**ok, "repo_type": "model"}, "needs `files`"),
         ({**ok, "splits": ["test", "test"]}, "twice"),
         ({**ok, "split": "test"}, "Extra inputs"),
     ]:
-        problems = [p for p in config.check_all({"hub_data": {"x": bad}}) if "hub_data" in p]
+        problems = [p for p in check_all({"hub_data": {"x": bad}}) if "hub_data" in p]
         assert len(problems) == 1 and says in problems[0], (bad, problems)
-    assert not [p for p in config.check_all({"hub_data": {"x": ok}}) if "hub_data" in p]
+    assert not [p for p in check_all({"hub_data": {"x": ok}}) if "hub_data" in p]
 
 
 def test_the_default_profile_has_an_empty_hub_data_and_dvc_accepts_it():

@@ -7,13 +7,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from instar.console import StageError
-from instar.params import core as config
+from instar.params.ingest import IngestParams
+from instar.params.sources import ColumnSet, SourceParams
 from instar.records.paths import quarantine_path, raw_path
 from instar.records.schema import load_meta
 from stages.ingest import ingest
 
 ROOT = Path(__file__).resolve().parents[1]
-PARAMS = config.IngestParams(templates=str(ROOT / "templates/tasks.yaml"), phrasings_per_item=2)
+PARAMS = IngestParams(templates=str(ROOT / "templates/tasks.yaml"), phrasings_per_item=2)
 
 
 @pytest.fixture(autouse=True)
@@ -21,8 +22,8 @@ def in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
-def src(**kw) -> config.SourceParams:
-    return config.SourceParams(**kw)
+def src(**kw) -> SourceParams:
+    return SourceParams(**kw)
 
 
 def read(name: str) -> list[dict]:
@@ -224,15 +225,15 @@ def test_empty_and_missing_sources_are_clear_errors(tmp_path):
         ingest("m", src(format="jsonl", path="missing.jsonl"), PARAMS)
 
 
-def paper_instar() -> config.SourceParams:
+def paper_instar() -> SourceParams:
     """The paper profile's InstAr-500k source, read from here."""
     import yaml
 
     paper = yaml.safe_load((ROOT / "profiles/paper.yaml").read_text(encoding="utf-8"))
-    return config.named("sources", "instar500k", paper)
+    return SourceParams.named("instar500k", paper)
 
 
-def hub_parquet(table: pa.Table, source: config.SourceParams) -> None:
+def hub_parquet(table: pa.Table, source: SourceParams) -> None:
     Path(source.path).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, source.path)
 
@@ -261,9 +262,7 @@ def test_instar500k_reads_hub_parquet_of_its_known_column_sets_and_names_an_unkn
         "found": [OLD_INSTAR_NAMES.get(c, c) for c in instar.column_sets[0].found],
         "columns": {"output": "response"},
     }
-    both = instar.model_copy(
-        update={"column_sets": [*instar.column_sets, config.ColumnSet(**old_set)]}
-    )
+    both = instar.model_copy(update={"column_sets": [*instar.column_sets, ColumnSet(**old_set)]})
     assert ingest("instar500k", both, PARAMS)["records"] == len(rows)
     assert [r["output"] for r in read("instar500k")] == [r["output"] for r in rows]
 

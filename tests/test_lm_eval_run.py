@@ -10,7 +10,8 @@ import os
 import pytest
 
 from instar.evaluation import harness as benchmarks
-from instar.params import core as config
+from instar.params.base import BaseModelParams
+from instar.params.evaluate import BenchmarkParams
 from tests.conftest import ROOT
 
 
@@ -24,7 +25,7 @@ def test_local_benchmarks_score_a_loaded_model_and_log_every_item(tmp_path):
     files = [ROOT / f"data/benchmarks/{name}.jsonl" for name in ("alghafa", "acva", "mmlu")]
     rows = [json.loads(line) for f in files for line in f.read_text().splitlines()]
     texts = [v for row in rows for v in row.values() if isinstance(v, str)]
-    base = config.BaseModelParams.model_validate(
+    base = BaseModelParams.model_validate(
         {"kind": "config", "architecture": "llama", "chat_template": "llama3", "vocab_size": 300,
          "config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
                     "num_attention_heads": 2, "num_key_value_heads": 1,
@@ -39,7 +40,7 @@ def test_local_benchmarks_score_a_loaded_model_and_log_every_item(tmp_path):
     torch.manual_seed(0)
     net = build_model(base, tok).eval()
     lm = HFLM(pretrained=net, tokenizer=tok, batch_size=4, device="cpu")
-    params = config.BenchmarkParams(limit=2, request_cache=None)
+    params = BenchmarkParams(limit=2, request_cache=None)
     out = benchmarks.run_benchmarks(lm, params, None, tmp_path / "samples", "tiny")
     for name in params.tasks:
         assert 0 <= out[f"oall.{name}.acc"] <= 1

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from instar import hub as hub_data
-from instar.params import core as config
+from instar.params.hub import HubDataParams
 from scripts import oall_tasks
 from tests.conftest import ROOT, env
 from tests.hubstub import add_repo
@@ -39,7 +39,7 @@ def test_the_paper_profile_fetches_exactly_the_configs_and_splits_the_tasks_read
     configs = sum(len(e["configs"]) for k, e in entries.items() if k != "arabicmmlu")
     assert len(oall_tasks.GROUPS) == 15 and configs == 135  # OALL v1: 14 groups
     for name, h in entries.items():
-        config.HubDataParams(**h)  # valid params
+        HubDataParams(**h)  # valid params
         folders = [hub_data.config_dir(c) for c in h["configs"]]
         assert len(set(folders)) == len(folders), name
 
@@ -116,7 +116,7 @@ def test_each_oall_group_asks_the_same_prompts_choices_and_golds_as_lm_evals_own
     monkeypatch.chdir(tmp_path)
     for name, h in entries.items():  # the real path: the stand-in cache -> hub@ -> Parquet
         commit = (hub / f"datasets--{h['repo_id'].replace('/', '--')}/refs/main").read_text()
-        hub_data.fetch(name, config.HubDataParams(**h, revision=commit))
+        hub_data.fetch(name, HubDataParams(**h, revision=commit))
     # the same rows for lm-eval's own tasks, as its hub loader would return them
     rows = {}
     for h in entries.values():
@@ -166,7 +166,7 @@ def test_defect_3_load_dataset_on_a_hub_id_fails_offline_and_hub_data_reads_the_
     from instar.evaluation.harness import include_dir
 
     monkeypatch.chdir(tmp_path)
-    hub_data.fetch("oall_acva", config.HubDataParams(**entry, revision=commit))
+    hub_data.fetch("oall_acva", HubDataParams(**entry, revision=commit))
     local_dir = include_dir(ROOT / oall_tasks.OUT, tmp_path / "tasks", root=tmp_path)
     name = oall_tasks.PREFIX + "arabic_leaderboard_acva_Algeria"
     task = get_task_dict([name], TaskManager(include_path=str(local_dir)))[name]

@@ -128,7 +128,7 @@ def test_counts_add_up_from_ingest_to_shard(pipeline):
 def test_every_record_points_back_to_its_raw_row(pipeline):
     from collections import Counter
 
-    from instar.params.core import CleanParams
+    from instar.params.clean import CleanParams
     from instar.records.schema import make_record
     from stages.clean import normalise_record
 

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from instar.params.checks import check_all
 from scripts import profiles as profile
 from tests.conftest import ROOT, env, wait_gone
 from tests.hubstub import add_repo
@@ -220,7 +221,7 @@ def test_pin_writes_every_revision_and_the_model_file_lists(workspace, monkeypat
     added = [line for line in after if line not in set(before)]
     assert all("revision: " in line or "files:" in line or "{name: " in line for line in added)
     assert sum("# pinned by" in line for line in after) == sum("# pinned by" in b for b in before)
-    assert profile.config.check_all(params) == []
+    assert check_all(params) == []
     problems = profile.missing(params)
     assert not [p for p in problems if "pinned" in p], problems
 

@@ -3,7 +3,7 @@ from collections import Counter
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from instar.params.core import ShardParams
+from instar.params.shard import ShardParams
 from instar.records.schema import RECORD_SCHEMA, make_record
 from stages import shard as shard_mod
 

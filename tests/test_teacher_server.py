@@ -20,7 +20,8 @@ import pytest
 import yaml
 
 from instar import teacher
-from instar.params import core as config
+from instar.params.base import BaseModelParams
+from instar.params.generate import GenerateParams, OpenAIParams, SamplingParams
 from instar.records.schema import load_meta
 from stages.generate import build_prompts
 from tests.conftest import ROOT, dvc, env, fresh_clone, stages_run
@@ -100,7 +101,7 @@ def overfit(prompts: list[list[dict]], answers: list[str], folder: Path) -> None
         tok = build_tokenizer(texts, 2000, "llama3")
     finally:
         instar.modeling.chat.TEMPLATES = templates
-    base = config.BaseModelParams(
+    base = BaseModelParams(
         kind="config",
         architecture="llama",
         chat_template="llama3",
@@ -208,7 +209,7 @@ def served(tmp_path_factory) -> Iterator[tuple[Path, Server]]:
     cwd = Path.cwd()
     try:  # build_prompts reads the text sources and templates from the working directory
         os.chdir(repo)
-        prompts = build_prompts(config.section("generate", params), Counter())
+        prompts = build_prompts(GenerateParams.load(params), Counter())
     finally:
         os.chdir(cwd)
     assert len(prompts) == len(ANSWERS)
@@ -261,9 +262,9 @@ def test_a_model_the_server_does_not_serve_stops_the_run(served):
     """A pinned `transformers serve` answers any other model id with 400, not 404: the run
     stops there instead of quarantining every prompt as a bad request."""
     _, server = served
-    p = config.OpenAIParams(base_url=f"{server.url}/v1", max_retries=0)
+    p = OpenAIParams(base_url=f"{server.url}/v1", max_retries=0)
     msgs = [[{"role": "user", "content": "اكتب جملة."}]] * 3
     with pytest.raises(teacher.TeacherError, match="HTTP 400 .*pinned"):
         teacher.openai_replies(
-            msgs, "not-the-served-model", p, config.SamplingParams(), lambda _: True, print
+            msgs, "not-the-served-model", p, SamplingParams(), lambda _: True, print
         )

@@ -22,7 +22,7 @@ from instar.imports import closure
 from instar.modeling import checkpoints
 from instar.modeling.build import build_model, build_tokenizer
 from instar.modeling.chat import supports_system, to_messages
-from instar.params import core as config
+from instar.params.train import ModelParams
 from tests.conftest import ROOT, env
 
 # A learnable toy task: the answer to "what is the capital of X" is fixed per country.
@@ -61,9 +61,9 @@ def records(n: int) -> list[dict[str, str]]:
     ]
 
 
-def model_params(arch: str, lora: dict | None = None, **train) -> config.ModelParams:
+def model_params(arch: str, lora: dict | None = None, **train) -> ModelParams:
     template = {"llama": "llama3", "gemma": "gemma"}[arch]
-    return config.ModelParams.model_validate(
+    return ModelParams.model_validate(
         {
             "base": {"kind": "config", "architecture": arch, "chat_template": template,
                      "vocab_size": 400, "config": SMALL[arch]},
@@ -76,7 +76,7 @@ def model_params(arch: str, lora: dict | None = None, **train) -> config.ModelPa
     )  # fmt: skip
 
 
-def make_repo(root: Path, name: str, m: config.ModelParams, n_train: int = 64) -> Path:
+def make_repo(root: Path, name: str, m: ModelParams, n_train: int = 64) -> Path:
     """A minimal working tree for `python -m stages.train <name>`: params, splits and base."""
     for folder in ("configs", "templates"):
         shutil.copytree(ROOT / folder, root / folder, dirs_exist_ok=True)
@@ -105,7 +105,7 @@ def repo(tmp_path, monkeypatch):
     return tmp_path
 
 
-def trainer_for(name: str, m: config.ModelParams, callbacks=()):
+def trainer_for(name: str, m: ModelParams, callbacks=()):
     from instar.modeling.data import as_messages, load_split
     from instar.modeling.loading import load_base
     from stages.train import build_trainer

@@ -5,7 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from instar.params.core import ValidateParams
+from instar.params.validate import ValidateParams
 from instar.records.schema import RECORD_SCHEMA, make_record
 from stages.validate import OUT, QUARANTINE, contract, failures, record_status, validate
 
@@ -274,8 +274,8 @@ def test_a_source_share_bound_on_an_unknown_source_is_a_params_error():
     ],
 )
 def test_validate_params_refuse_what_cannot_be_meant(bad):
-    from instar.params import core as config
     from instar.params.core import ParamsError
+    from instar.params.validate import ValidateParams
 
     with pytest.raises(ParamsError, match="validate"):
-        config.section("validate", {"validate": bad})
+        ValidateParams.load({"validate": bad})

@@ -65,13 +65,13 @@ def restore(repo: Path) -> None:
 
 
 def split_of_new_record(repo: Path, rec: dict) -> str:
-    from instar.params import core as config
+    from instar.params.shard import ShardParams
     from instar.records.schema import group_key, make_record
     from stages.shard import split_of
 
     params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
     full = make_record(source="handwritten", source_row=0, origin="collected", **rec)
-    return split_of(group_key(full), config.ShardParams(**params["shard"]))
+    return split_of(group_key(full), ShardParams(**params["shard"]))
 
 
 def record_in(repo: Path, split: str) -> dict:
@@ -171,9 +171,50 @@ def add_hub_data(repo: Path) -> None:
     )
 
 
+def add_tokenizer(repo: Path) -> None:
+    """A tokenizer (the tiny base's files) in a stand-in HF cache, listed in tokenizers at its
+    commit: tokenizer@ copies it offline; clean depends on data/tokenizers and reruns, with
+    the same records out (the words limit does not read it), so nothing after clean runs."""
+    from tests.hubstub import add_repo
+
+    cache = repo.parent / "hf-stub"
+    base = repo / "models/tiny/base"
+    files = {n: (base / n).read_bytes() for n in ("tokenizer.json", "tokenizer_config.json")}
+    commit = add_repo(cache, "org/tokenizer", files, "model")
+    os.environ["HF_HUB_CACHE"] = str(cache)  # dvc's stages inherit it (restore() drops it)
+    params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
+    params["tokenizers"]["extra"] = {"repo_id": "org/tokenizer", "revision": commit}
+    (repo / "params.yaml").write_text(
+        yaml.safe_dump(params, allow_unicode=True, sort_keys=False), "utf-8"
+    )
+
+
+def edit_code(path: str) -> Callable[[Path], None]:
+    """A comment appended to a project module: every stage whose import closure holds it
+    reruns, and nothing else does unless its outputs change."""
+
+    def change(repo: Path) -> None:
+        with (repo / path).open("a", encoding="utf-8") as f:
+            f.write("# an edit that changes no behaviour\n")
+
+    change.section = None  # a code row
+    return change
+
+
+def importers(path: str) -> set[str]:
+    """The stages of dvc.yaml whose import closure holds `path` (foreach stages by name)."""
+    from instar.imports import closure
+    from scripts.code_deps import entry, stages
+    from tests.conftest import ROOT
+
+    doc = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))
+    return {name for name, body in stages(doc).items() if path in closure(entry(body["cmd"]))}
+
+
 add_source.section = "sources"
 add_text_source.section = "text_sources"
 add_hub_data.section = "hub_data"
+add_tokenizer.section = "tokenizers"
 
 # (what changes, the change, the stages that must run: a function of the source names)
 MATRIX: list[tuple[str, Callable[[Path], None], Callable[[list[str]], set[str]]]] = [
@@ -184,6 +225,17 @@ MATRIX: list[tuple[str, Callable[[Path], None], Callable[[list[str]], set[str]]]
     ),
     ("a text source added", add_text_source, lambda s: {"generate"}),
     ("a hub dataset added", add_hub_data, lambda s: {"hub@extra"} | evaluation()),
+    ("a tokenizer added", add_tokenizer, lambda s: {"tokenizer@extra"} | every("clean", s)),
+    (
+        "a module only clean imports",
+        edit_code("instar/text/repetition.py"),
+        lambda s: every("clean", s),
+    ),
+    (
+        "the train params module",
+        edit_code("instar/params/train.py"),
+        lambda s: training() - every("base", MODELS) | {"report"},
+    ),
     (
         "one source's ingest param (same rows out)",
         param("sources.handwritten.on_error", "quarantine"),
@@ -261,6 +313,13 @@ def test_a_change_reruns_exactly_the_stages_it_touches(matrix_repo, what, change
         assert ran == expected(source_names(matrix_repo)), what
     finally:
         restore(matrix_repo)
+
+
+def test_the_code_rows_edit_what_they_say():
+    assert importers("instar/text/repetition.py") == {"clean"}
+    # train@, and what reads the model params below it (evaluation); base@ reads only its
+    # own section's module (instar/params/base.py)
+    assert importers("instar/params/train.py") == {"train", "evaluate_base", "evaluate"}
 
 
 def test_the_matrix_covers_every_params_section():

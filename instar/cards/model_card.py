@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from instar.params import core as config
+from instar.params.train import ModelParams
 
 SPLITS = Path("data/instar")
 
@@ -26,14 +26,14 @@ def shard_hashes(splits=("train", "validation"), root: Path = SPLITS) -> str:
     return "\n".join(lines)
 
 
-def base_id(m: config.ModelParams) -> tuple[str, str]:
+def base_id(m: ModelParams) -> tuple[str, str]:
     """(what the card names as base_model, its revision)."""
     if m.base.kind == "hub":
         return m.base.repo_id, m.base.revision or "unpinned"
     return f"instar-tiny-{m.base.architecture} (built from config, random init)", "local"
 
 
-def render(model: str, m: config.ModelParams, metrics: dict[str, Any], run_key: str) -> str:
+def render(model: str, m: ModelParams, metrics: dict[str, Any], run_key: str) -> str:
     base, revision = base_id(m)
     front = {
         "library_name": "peft",

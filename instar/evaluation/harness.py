@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from instar.console import StageError, console
-from instar.params import core as config
+from instar.params.evaluate import BenchmarkParams
 from instar.records.storage import atomic_path
 
 ROOT = Path(__file__).resolve().parents[2]  # the project
@@ -141,7 +141,7 @@ def write_samples(folder: Path, task: str, rows: list[dict[str, Any]]) -> None:
 
 
 def run_benchmarks(
-    lm, params: config.BenchmarkParams, cache: str | None, samples_dir: Path, label: str
+    lm, params: BenchmarkParams, cache: str | None, samples_dir: Path, label: str
 ) -> dict[str, float]:
     """Every benchmark of `params.tasks`; per-item logs to `samples_dir`/<task>.jsonl."""
     import lm_eval

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from instar.console import StageError
 from instar.modeling.chat import SPECIAL_TOKENS, chat_template
-from instar.params import core as config
+from instar.params.base import BaseModelParams
 
 # What from_pretrained reads of a hub model: its top-level config, tokenizer and safetensors
 # files (weights load as safetensors only; `original/`, .bin, .pth and .gguf are never read).
@@ -35,7 +35,7 @@ def file_hash(path: Path, kind: str) -> str:
     return h.hexdigest()
 
 
-def check_hub_files(model: str, params: config.BaseModelParams) -> list[dict[str, Any]]:
+def check_hub_files(model: str, params: BaseModelParams) -> list[dict[str, Any]]:
     """The pinned files of the pinned revision, from the HF cache (fetched first when the hub
     is reachable and they are missing), each checked against its pinned hash."""
     from huggingface_hub import snapshot_download
@@ -120,7 +120,7 @@ def build_tokenizer(texts, vocab_size: int, template: str):
     )
 
 
-def build_model(params: config.BaseModelParams, tokenizer):
+def build_model(params: BaseModelParams, tokenizer):
     import torch
     from transformers import GemmaConfig, GemmaForCausalLM, LlamaConfig, LlamaForCausalLM
 

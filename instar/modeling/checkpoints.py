@@ -14,10 +14,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from instar.params import core as config
+from instar.imports import ROOT as PROJECT
+from instar.params.train import ModelParams
 
 ROOT = Path("checkpoints")
-from instar.imports import ROOT as ROOT_DIR  # the project, where `code` paths start
+
 # Params that change nothing the optimiser sees: editing them must not throw a run away.
 NEUTRAL = {"export_merged", "logging_steps", "eval_steps", "save_steps", "save_total_limit"}
 _STEP = re.compile(r"^checkpoint-(\d+)$")
@@ -37,7 +38,7 @@ def _hash_tree(folder: Path, h) -> None:
         _sha256(p, h)
 
 
-def run_key(m: config.ModelParams, base: Path, splits: list[Path], code: tuple[str, ...]) -> str:
+def run_key(m: ModelParams, base: Path, splits: list[Path], code: tuple[str, ...]) -> str:
     """16 hex digits naming one run: same key, same run (so it may be resumed). `code` is the
     training stage's import closure (instar.imports.closure), the files its dvc.yaml deps list."""
     h = hashlib.sha256()
@@ -48,7 +49,7 @@ def run_key(m: config.ModelParams, base: Path, splits: list[Path], code: tuple[s
     for split in splits:
         _hash_tree(split, h)
     for f in code:
-        _sha256(ROOT_DIR / f, h)
+        _sha256(PROJECT / f, h)  # `code` paths start at the project's root
     return h.hexdigest()[:16]
 
 

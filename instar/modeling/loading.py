@@ -8,21 +8,21 @@ from typing import Any
 
 from instar.console import StageError
 from instar.modeling.build import base_dir
-from instar.params import core as config
+from instar.params.train import ModelParams
 
 
 def adapter_dir(model: str) -> Path:
     return Path("models") / model / "adapter"
 
 
-def needs_cuda(m: config.ModelParams) -> bool:
+def needs_cuda(m: ModelParams) -> bool:
     """Whether this model's settings need a CUDA GPU: its device only. Where the base comes
     from (a hub id or a local config) does not matter, and neither does the precision: bf16
     and fp16 train and evaluate on the CPU with torch 2.13 (tests/test_train.py trains both)."""
     return m.train.device == "cuda"
 
 
-def require_device(model: str, m: config.ModelParams) -> None:
+def require_device(model: str, m: ModelParams) -> None:
     """Refuse at once, before anything loads, what this machine cannot do."""
     import torch
 
@@ -64,7 +64,7 @@ def cached_kernel(repo_id: str) -> str | None:
     return None
 
 
-def attention(m: config.ModelParams) -> str:
+def attention(m: ModelParams) -> str:
     """The fastest attention implementation installed for this device and precision.
 
     Flash attention (the flash-attn package, or a pre-fetched hub kernel) runs the varlen
@@ -89,7 +89,7 @@ def attention(m: config.ModelParams) -> str:
     return "sdpa"
 
 
-def load_base(model: str, m: config.ModelParams):
+def load_base(model: str, m: ModelParams):
     """Tokenizer and model, from the local base folder or the pinned hub revision."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig

@@ -30,7 +30,7 @@ from great_expectations.data_context.types.base import (
     ProgressBarsConfig,
 )
 
-from instar.params import core as config
+from instar.params.validate import ValidateParams
 from instar.records.schema import FIELDS, TASKS, TEXT_FIELDS
 
 DOCS = Path("reports/validation")
@@ -128,7 +128,7 @@ def share_at_least(name: str, column: str, value: str, least: float, what: str) 
     )
 
 
-def record_checks(params: config.ValidateParams) -> list[Check]:
+def record_checks(params: ValidateParams) -> list[Check]:
     """The `record_contract` suite: every row read, with the first record check it failed."""
     most = params.max_invalid_fraction
     return [
@@ -145,9 +145,7 @@ def record_checks(params: config.ValidateParams) -> list[Check]:
     ]
 
 
-def dataset_checks(
-    params: config.ValidateParams, sources: Collection[str] | None = None
-) -> list[Check]:
+def dataset_checks(params: ValidateParams, sources: Collection[str] | None = None) -> list[Check]:
     """The `instar` suite: over the rows that pass the record checks."""
     checks = [
         Check(
@@ -231,7 +229,7 @@ def _bound(bounds: tuple[int | None, int | None]) -> str:
     return ", ".join("any" if b is None else str(b) for b in bounds)
 
 
-def with_lengths(df: pd.DataFrame, params: config.ValidateParams) -> pd.DataFrame:
+def with_lengths(df: pd.DataFrame, params: ValidateParams) -> pd.DataFrame:
     """The rows plus the `<field>_chars` columns the quantile expectations read."""
     extra = {
         f"{f}_chars": df[f].astype(str).str.len().astype("int64")
@@ -330,7 +328,7 @@ def _sample_ids(res: dict) -> tuple[str, ...]:
 def run(
     records: pd.DataFrame,
     passed: pd.DataFrame,
-    params: config.ValidateParams,
+    params: ValidateParams,
     sources: Collection[str] | None,
     docs: Path | None = DOCS,
 ) -> list[Outcome]:

@@ -1,0 +1,80 @@
+"""Params `clean`: the keep/drop rules of clean@<source>."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from instar.params.core import Revision, Section
+
+
+class LengthLimit(Section):
+    """The too-long rule, in words, or in tokens of a named tokenizer (hub id or folder)."""
+
+    unit: Literal["words", "tokens"] = "words"
+    limit: Annotated[int, Field(gt=0)] = 2048
+    tokenizer: str | None = Field(None, description="needed for unit tokens")
+    revision: Revision = None
+
+    @model_validator(mode="after")
+    def _tokenizer(self):
+        if self.unit == "tokens" and not self.tokenizer:
+            raise ValueError("max_length.unit 'tokens' needs max_length.tokenizer")
+        return self
+
+    @property
+    def from_hub(self) -> bool:
+        return self.unit == "tokens" and is_hub_id(self.tokenizer)
+
+
+def is_hub_id(name: str) -> bool:
+    """A hub repository id rather than a local folder. A folder under data/ is a stage's
+    output (tokenizer@<name>) that a fresh clone has yet to make or pull."""
+    return not (Path(name).exists() or Path(name).parts[:1] == ("data",))
+
+
+class LanguageParams(Section):
+    """Language identification (lingua) among the candidate languages."""
+
+    languages: tuple[str, ...] = ("arabic", "persian", "urdu", "english")
+    min_arabic_confidence: Annotated[float, Field(ge=0, le=1)] = 0.5
+    min_words: Annotated[int, Field(ge=1)] = Field(
+        8, description="a prompt or output shorter than this is judged with the other part"
+    )
+
+
+class RepetitionParams(Section):
+    """Gopher-style repetition rules, for outputs of at least `min_words` words."""
+
+    min_words: Annotated[int, Field(ge=1)] = 50
+    max_duplicate_line_fraction: Annotated[float, Field(ge=0, le=1)] = 0.304
+    max_top_ngram_fraction: dict[int, float] = Field(
+        default_factory=lambda: {2: 0.197, 3: 0.172, 4: 0.146}
+    )
+    max_duplicate_ngram_fraction: dict[int, float] = Field(
+        default_factory=lambda: {5: 0.165, 6: 0.154, 7: 0.143, 8: 0.131, 9: 0.120, 10: 0.109}
+    )
+
+
+class CleanParams(Section):
+    SECTION: ClassVar[str] = "clean"
+    batch_size: Annotated[int, Field(gt=0)] = 2048
+    keep_diacritics: bool = True
+    strip_markup: bool = True
+    scrub_pii: bool = Field(True, description="e-mails, URLs, phones -> [EMAIL] [URL] [PHONE]")
+    min_output_words: Annotated[int, Field(ge=1)] = 3
+    min_output_words_by_task: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=dict, description="per-task minimum, e.g. a label of one word"
+    )
+    min_instruction_words: Annotated[int, Field(ge=1)] = 2
+    max_length: LengthLimit = LengthLimit()
+    min_arabic_ratio: Annotated[float, Field(ge=0, le=1)] = 0.5
+    language: LanguageParams = LanguageParams()
+    repetition: RepetitionParams = RepetitionParams()
+    non_arabic_output_tasks: list[str] = Field(
+        default_factory=list,
+        description="tasks whose output is not Arabic (translation into English, code): "
+        "the language rules then read the instruction and input only",
+    )
