@@ -33,8 +33,10 @@ repro: install  ## run the default pipeline (dvc repro)
 	$(PY) -m scripts.check_params
 	dvc repro
 
+# Both cores: pytest-xdist, a module to a worker (module fixtures such as the S3 server and
+# the matrix's repository stay on one); the session's pipeline is built once for both.
 test: install  ## run every test, slow ones included (pytest's "no tests" counts as failure)
-	@$(PY) -m pytest; rc=$$?; \
+	@$(PY) -m pytest -n 2 --dist loadfile; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 test-fast: install  ## the tests that take seconds (no pipeline run)

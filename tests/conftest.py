@@ -116,13 +116,30 @@ def hub(tmp_path, monkeypatch):
     return cache
 
 
-@pytest.fixture(scope="session")
-def pipeline(tmp_path_factory) -> Path:
-    """A fresh clone after one full `dvc repro` of the default profile, committed."""
-    repo = fresh_clone(tmp_path_factory.mktemp("pipeline"))
+def build_pipeline(dest: Path) -> Path:
+    repo = fresh_clone(dest)
     proc = dvc(repo, "repro", timeout=1200)
     (repo / "repro.log").write_text(proc.stdout + proc.stderr)
     git_commit_all(repo, "after dvc repro")
+    return repo
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory) -> Path:
+    """A fresh clone after one full `dvc repro` of the default profile, committed: built once
+    a run. Under pytest-xdist the first worker to need it builds it in the run's shared temp
+    folder, under a file lock, and the others wait for it (and never write to it)."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return build_pipeline(tmp_path_factory.mktemp("pipeline"))
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp().parent
+    repo, done = shared / "pipeline" / "repo", shared / "pipeline.built"
+    with FileLock(str(shared / "pipeline.lock")):
+        if not done.exists():
+            shutil.rmtree(repo.parent, ignore_errors=True)  # a build that died half-way
+            build_pipeline(repo)
+            done.write_text(str(repo))
     return repo
 
 
