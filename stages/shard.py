@@ -20,7 +20,7 @@ from instar.cards.dataset_card import card_charts, dataset_card
 from instar.console import StageError, console, parser, progress, run
 from instar.params import core as config
 from instar.records.schema import RECORD_SCHEMA, group_key
-from instar.records.storage import count_rows, iter_records, write_json, write_text
+from instar.records.storage import count_rows, file_digest, iter_records, write_json, write_text
 
 IN = Path("data/validated/instar.parquet")
 OUT = Path("data/instar")
@@ -36,14 +36,6 @@ def split_of(key: str, params: config.ShardParams) -> str:
     if u < params.test_fraction + params.validation_fraction:
         return "validation"
     return "train"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class ShardWriter:
@@ -113,7 +105,7 @@ def shard(params: config.ShardParams) -> dict[str, Any]:
         "records": sum(c["records"] for c in counts.values()),
         "splits": {s: _nest(counts[s]) for s in SPLITS},
         "shards": {
-            str(f.relative_to(tmp)): {"rows": count_rows(f), "sha256": sha256_file(f)}
+            str(f.relative_to(tmp)): {"rows": count_rows(f), "sha256": file_digest(f)}
             for w in writers.values()
             for f in w.files
         },

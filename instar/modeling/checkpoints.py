@@ -14,27 +14,20 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from instar.imports import ROOT as ROOT_DIR  # the project, where `code` paths start
 from instar.params import core as config
+from instar.records.storage import hash_into
 
 ROOT = Path("checkpoints")
-from instar.imports import ROOT as ROOT_DIR  # the project, where `code` paths start
 # Params that change nothing the optimiser sees: editing them must not throw a run away.
 NEUTRAL = {"export_merged", "logging_steps", "eval_steps", "save_steps", "save_total_limit"}
 _STEP = re.compile(r"^checkpoint-(\d+)$")
 
 
-def _sha256(path: Path, h=None):
-    h = h or hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h
-
-
 def _hash_tree(folder: Path, h) -> None:
     for p in sorted(q for q in folder.rglob("*") if q.is_file()):
         h.update(str(p.relative_to(folder)).encode())
-        _sha256(p, h)
+        hash_into(h, p)
 
 
 def run_key(m: config.ModelParams, base: Path, splits: list[Path], code: tuple[str, ...]) -> str:
@@ -48,7 +41,7 @@ def run_key(m: config.ModelParams, base: Path, splits: list[Path], code: tuple[s
     for split in splits:
         _hash_tree(split, h)
     for f in code:
-        _sha256(ROOT_DIR / f, h)
+        hash_into(h, ROOT_DIR / f)
     return h.hexdigest()[:16]
 
 

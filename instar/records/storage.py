@@ -1,7 +1,8 @@
-"""Atomic Parquet and JSON writes, batched reads, and quarantine files."""
+"""Atomic Parquet and JSON writes, batched reads, quarantine files, and file digests."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -17,6 +18,8 @@ from instar.records.schema import QUARANTINE_SCHEMA, RECORD_SCHEMA
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+# Files are hashed in blocks: shards and weight files need not fit in memory.
+BLOCK = 1 << 20
 
 
 @contextmanager
@@ -115,3 +118,24 @@ def iter_many(paths: Iterable[str | Path], batch_size: int = 4096) -> Iterator[d
 
 def count_rows(path: str | Path) -> int:
     return pq.ParquetFile(path).metadata.num_rows
+
+
+def hash_into(h, path: str | Path):
+    """Feed the bytes of `path` into the running hash `h` and return it: a run key or a
+    tree's identity is one hash over many files, so the caller owns `h`."""
+    with open(path, "rb") as f:
+        while block := f.read(BLOCK):
+            h.update(block)
+    return h
+
+
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    """The hex digest of a file. `algorithm` is a hashlib name, or "git_sha1": the git blob
+    id (`git hash-object`), which the hub reports for files not stored in LFS. The names
+    are those of a pin's fields (`sha256`, `git_sha1`), so a pin's kind is passed as is."""
+    path = Path(path)
+    if algorithm == "git_sha1":
+        h = hashlib.sha1(b"blob %d\0" % path.stat().st_size)
+    else:
+        h = hashlib.new(algorithm)
+    return hash_into(h, path).hexdigest()
