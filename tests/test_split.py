@@ -65,6 +65,19 @@ def test_adding_a_source_moves_no_existing_record(tmp_path, monkeypatch):
     assert all(after[i] == s for i, s in before.items())
 
 
+def test_a_rerun_swaps_the_splits_in_whole_and_keeps_dvc_s_gitignore(tmp_path, monkeypatch):
+    out = tmp_path / "data/instar"
+    out.mkdir(parents=True)
+    (out / ".gitignore").write_text("/train\n")
+    (out / "train").mkdir()
+    (out / "train/part-00099.parquet").write_text("a shard of an older run")
+    run_shard(tmp_path, monkeypatch, records("a", 50))
+    assert (out / ".gitignore").read_text() == "/train\n"
+    assert not (out / "train/part-00099.parquet").exists()
+    assert sorted(p.name for p in out.iterdir()) == sorted([".gitignore", *shard_mod.OUTPUTS])
+    assert sorted(p.name for p in out.parent.iterdir()) == ["instar", "validated"]
+
+
 def test_all_phrasings_of_one_item_land_in_one_split(tmp_path, monkeypatch):
     recs = records("sent", 400, groups=40)
     where = run_shard(tmp_path, monkeypatch, recs)

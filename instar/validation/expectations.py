@@ -10,8 +10,6 @@ to reports/validation/ (a DVC output), built beside it and renamed into place.
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 import tempfile
 from collections.abc import Collection
@@ -32,6 +30,7 @@ from great_expectations.data_context.types.base import (
 
 from instar.params import core as config
 from instar.records.schema import FIELDS, TASKS, TEXT_FIELDS
+from instar.records.storage import replace_dir
 from instar.text import scrub
 
 DOCS = Path("reports/validation")
@@ -344,19 +343,8 @@ def run(
         )
         if docs is not None:
             context.build_data_docs()
-            _replace_dir(site, docs)
+            replace_dir(site, docs)
         # GX put the plugins folder on sys.path; it is gone after this block.
         if str(Path(tmp) / "plugins") in sys.path:
             sys.path.remove(str(Path(tmp) / "plugins"))
     return [outcome(check, result) for check, result in pairs]
-
-
-def _replace_dir(new: Path, dest: Path) -> None:
-    """Swap a finished folder into place: never a half-built site where the old one was."""
-    os.chmod(new, 0o755)
-    old = dest.with_name(f".{dest.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if dest.exists():
-        dest.rename(old)
-    new.rename(dest)
-    shutil.rmtree(old, ignore_errors=True)
