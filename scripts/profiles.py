@@ -31,7 +31,7 @@ import yaml
 
 from instar.console import StageError, console, parser, run
 from instar.hub import offline
-from instar.modeling.build import file_hash, loaded_files
+from instar.modeling.build import loaded_files
 from instar.modeling.loading import needs_cuda
 from instar.params import core as config
 from instar.params.checks import check_all
@@ -39,7 +39,7 @@ from instar.params.clean import CleanParams, is_hub_id
 from instar.params.generate import GenerateParams
 from instar.params.sources import TextSourceParams
 from instar.params.train import ModelParams
-from instar.records.storage import write_json, write_text
+from instar.records.storage import file_digest, write_json, write_text
 
 PROFILES = Path("profiles")
 # An interrupted `run` leaves this behind: the next run of the same profile resumes it.
@@ -178,7 +178,7 @@ def from_cache(pin_: Pin) -> tuple[str, list[dict] | None]:
     names = loaded_files(p.name for p in snap.iterdir() if p.is_file()) if snap.is_dir() else []
     if not names:
         raise LookupError(f"{pin_.repo_type} {pin_.repo_id}@{commit} (no model files cached)")
-    return commit, [{"name": n, "sha256": file_hash(snap / n, "sha256")} for n in names]
+    return commit, [{"name": n, "sha256": file_digest(snap / n)} for n in names]
 
 
 def from_hub(api, pin_: Pin) -> tuple[str, list[dict] | None]:

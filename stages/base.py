@@ -11,7 +11,6 @@ the files it checked), so that another revision or another file is a visible par
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from instar.modeling.build import (
     train_texts,
 )
 from instar.params.base import BaseModelParams, load_base
-from instar.records.storage import write_json
+from instar.records.storage import atomic_dir, write_json
 
 TRAIN = Path("data/instar/train")
 
@@ -50,8 +49,8 @@ def build_base(model: str, params: BaseModelParams) -> dict[str, Any]:
             "license": params.license,
             "files": check_hub_files(model, params),
         }
-        shutil.rmtree(out, ignore_errors=True)
-        write_json(out / "base.json", info)
+        with atomic_dir(out) as tmp:
+            write_json(tmp / "base.json", info)
         size = sum(f["size"] for f in info["files"]) / 1e9
         console.print(
             f"base {model}: {params.repo_id}@{params.revision[:12]} (hub, pinned): "
@@ -63,10 +62,6 @@ def build_base(model: str, params: BaseModelParams) -> dict[str, Any]:
     tokenizer = build_tokenizer(train_texts(TRAIN), params.vocab_size, params.chat_template)
     net = build_model(params, tokenizer)
     n_params = sum(p.numel() for p in net.parameters())
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    net.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
     info = {
         "kind": "config",
         "architecture": params.architecture,
@@ -74,9 +69,10 @@ def build_base(model: str, params: BaseModelParams) -> dict[str, Any]:
         "vocab_size": len(tokenizer),
         "chat_template": params.chat_template,
     }
-    write_json(tmp / "base.json", info)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    with atomic_dir(out) as tmp:
+        net.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / "base.json", info)
     console.print(
         f"base {model}: {params.architecture}, {n_params / 1e6:.2f}M parameters, "
         f"vocab {len(tokenizer)}"

@@ -21,7 +21,7 @@ from instar.params.sources import SourceParams
 from instar.records.paths import clean_path, quarantine_path, raw_path
 from instar.records.schema import TEXT_FIELDS, with_id
 from instar.records.storage import Quarantine, RecordWriter, count_rows, iter_records, write_json
-from instar.text.arabic import LETTER, arabic_ratio, dedup_key, normalise, words
+from instar.text.arabic import arabic_ratio, dedup_key, has_letters, normalise, words
 from instar.text.language import arabic_confidence
 from instar.text.repetition import (
     duplicate_line_fraction,
@@ -108,7 +108,7 @@ def _arabic_ratio(r, p):
     # not get less sure on short text); a part without letters (a number, "42") passes.
     prompt = "\n".join(r[f] for f in ("instruction", "input") if r[f])
     parts = [prompt] if r["task"] in p.non_arabic_output_tasks else [prompt, r["output"]]
-    ratios = [arabic_ratio(part) for part in parts if LETTER.search(part)]
+    ratios = [arabic_ratio(part) for part in parts if has_letters(part)]
     x = min(ratios, default=0.0)
     return round(x, 3) if x < p.min_arabic_ratio else None
 

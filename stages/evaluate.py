@@ -29,7 +29,7 @@ from instar.modeling.build import base_dir
 from instar.params import core as config
 from instar.params.evaluate import EvaluateParams
 from instar.params.train import ModelParams
-from instar.records.storage import atomic_path, write_json
+from instar.records.storage import atomic_path, hash_into, write_json
 
 METRICS = Path("metrics/eval")
 BASE_METRICS = Path("metrics/eval_base")
@@ -113,13 +113,13 @@ def fingerprint(folders: list[Path], salt: str) -> str:
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
             size = path.stat().st_size
             h.update(f"{path.relative_to(folder)}|{size}".encode())
+            if size < 64 << 20:
+                hash_into(h, path)
+                continue
             with open(path, "rb") as f:
-                if size < 64 << 20:
-                    h.update(f.read())
-                else:
-                    h.update(f.read(1 << 20))
-                    f.seek(-(1 << 20), 2)
-                    h.update(f.read())
+                h.update(f.read(1 << 20))
+                f.seek(-(1 << 20), 2)
+                h.update(f.read())
     return h.hexdigest()[:16]
 
 

@@ -8,7 +8,6 @@ and all phrasings made from one labelled item land together.
 from __future__ import annotations
 
 import hashlib
-import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,20 @@ from instar.cards.dataset_card import card_charts, dataset_card
 from instar.console import StageError, console, parser, progress, run
 from instar.params.shard import ShardParams
 from instar.records.schema import RECORD_SCHEMA, group_key
-from instar.records.storage import count_rows, iter_records, write_json, write_text
+from instar.records.storage import (
+    atomic_dir,
+    count_rows,
+    file_digest,
+    iter_records,
+    write_json,
+    write_text,
+)
 
 IN = Path("data/validated/instar.parquet")
 OUT = Path("data/instar")
 SPLITS = ("train", "validation", "test")
+# shard's DVC outputs, all in OUT; anything else there (DVC's .gitignore) is kept.
+OUTPUTS = (*SPLITS, "manifest.json", "README.md", "card")
 
 
 def split_of(key: str, params: ShardParams) -> str:
@@ -36,14 +44,6 @@ def split_of(key: str, params: ShardParams) -> str:
     if u < params.test_fraction + params.validation_fraction:
         return "validation"
     return "train"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class ShardWriter:
@@ -88,9 +88,16 @@ class ShardWriter:
 def shard(params: ShardParams) -> dict[str, Any]:
     if not IN.exists():
         raise StageError(f"{IN}: not found; run `dvc repro validate` first")
-    # Build in a sibling temp folder, then swap: an interrupted run leaves the old splits.
-    tmp = OUT.with_name(f".{OUT.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    # The splits, manifest and card go in together: a reader never sees a manifest of one
+    # run beside the shards of another, and an interrupted run leaves the old ones.
+    others = [p.name for p in OUT.iterdir() if p.name not in OUTPUTS] if OUT.is_dir() else []
+    with atomic_dir(OUT, carry=others) as tmp:
+        manifest = build(tmp, params)
+    console.print("shard: " + ", ".join(f"{s} {manifest['splits'][s]['records']}" for s in SPLITS))
+    return manifest
+
+
+def build(tmp: Path, params: ShardParams) -> dict[str, Any]:
     writers = {s: ShardWriter(tmp / s, params.rows_per_shard) for s in SPLITS}
     for w in writers.values():
         w.folder.mkdir(parents=True)
@@ -113,7 +120,7 @@ def shard(params: ShardParams) -> dict[str, Any]:
         "records": sum(c["records"] for c in counts.values()),
         "splits": {s: _nest(counts[s]) for s in SPLITS},
         "shards": {
-            str(f.relative_to(tmp)): {"rows": count_rows(f), "sha256": sha256_file(f)}
+            str(f.relative_to(tmp)): {"rows": count_rows(f), "sha256": file_digest(f)}
             for w in writers.values()
             for f in w.files
         },
@@ -121,16 +128,6 @@ def shard(params: ShardParams) -> dict[str, Any]:
     write_json(tmp / "manifest.json", manifest)
     write_text(tmp / "README.md", dataset_card(manifest, lengths))
     card_charts(tmp / "card", manifest, lengths)
-    for name in (*SPLITS, "manifest.json", "README.md", "card"):
-        target = OUT / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
-        OUT.mkdir(parents=True, exist_ok=True)
-        (tmp / name).rename(target)
-    shutil.rmtree(tmp, ignore_errors=True)
-    console.print("shard: " + ", ".join(f"{s} {manifest['splits'][s]['records']}" for s in SPLITS))
     return manifest
 
 

@@ -14,7 +14,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -34,7 +33,7 @@ from instar.modeling.chat import supports_system
 from instar.modeling.data import INSTAR, as_messages, load_split
 from instar.modeling.loading import adapter_dir, load_base, require_device
 from instar.params.train import ModelParams
-from instar.records.storage import write_json, write_text
+from instar.records.storage import atomic_dir, write_json, write_text
 
 ACCELERATE_CONFIGS = Path("configs/accelerate")
 
@@ -221,14 +220,11 @@ def save_adapter(net, tokenizer, model: str, m: ModelParams) -> Path | None:
     if rank() != 0:
         return None
     out = adapter_dir(model)
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    # PEFT keeps only the adapter's keys of the state dict it is given, in its own format.
-    net.save_pretrained(tmp, safe_serialization=True, state_dict=weights)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "training_params.json").write_text(json.dumps(m.model_dump(), indent=2) + "\n")
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    with atomic_dir(out) as tmp:
+        # PEFT keeps only the adapter's keys of the state dict it is given, in its own format.
+        net.save_pretrained(tmp, safe_serialization=True, state_dict=weights)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "training_params.json").write_text(json.dumps(m.model_dump(), indent=2) + "\n")
     return out
 
 
@@ -236,27 +232,24 @@ def export_merged(model: str, m: ModelParams, enabled: bool | None = None) -> Pa
     """models/<model>/merged/: base + adapter in one safetensors model (export_merged), or a
     note saying it was not asked for (DVC declares the folder either way)."""
     out = merged_dir(model)
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    if enabled if enabled is not None else m.train.export_merged:
-        import torch
-        from peft import PeftModel
+    with atomic_dir(out) as tmp:
+        if enabled if enabled is not None else m.train.export_merged:
+            import torch
+            from peft import PeftModel
 
-        # Merge into full-precision weights: merging into a 4-bit base would round the
-        # adapter away, so a QLoRA adapter is merged into the unquantised base.
-        plain = m.model_copy(update={"train": m.train.model_copy(update={"quantization": "none"})})
-        tokenizer, base = load_base(model, plain)
-        merged = PeftModel.from_pretrained(base, str(adapter_dir(model))).merge_and_unload()
-        with torch.no_grad():
-            merged.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-    else:
-        (tmp / "NOT_EXPORTED.md").write_text(
-            f"Set `models.{model}.train.export_merged: true` to get the merged model here.\n"
-        )
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+            # Merge into full-precision weights: merging into a 4-bit base would round the
+            # adapter away, so a QLoRA adapter is merged into the unquantised base.
+            train = m.train.model_copy(update={"quantization": "none"})
+            plain = m.model_copy(update={"train": train})
+            tokenizer, base = load_base(model, plain)
+            merged = PeftModel.from_pretrained(base, str(adapter_dir(model))).merge_and_unload()
+            with torch.no_grad():
+                merged.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+        else:
+            (tmp / "NOT_EXPORTED.md").write_text(
+                f"Set `models.{model}.train.export_merged: true` to get the merged model here.\n"
+            )
     return out
 
 

@@ -47,7 +47,7 @@ from instar.records.schema import (
     record_id,
 )
 from instar.records.storage import atomic_path, write_json
-from instar.text.arabic import arabic_ratio
+from instar.text.arabic import arabic_enough
 
 IN = Path("data/dedup/instar.parquet")
 OUT = Path("data/validated/instar.parquet")
@@ -140,13 +140,6 @@ def contract(params: ValidateParams, sources: Collection[str] | None = None) -> 
                 return source.isin(list(sources))
 
     return RecordContract
-
-
-def arabic_enough(text: str, min_ratio: float) -> bool:
-    """Enough of the letters are Arabic; a text without letters (a number) has none to judge."""
-    if not any(c.isalpha() for c in text):
-        return True
-    return arabic_ratio(text) >= min_ratio
 
 
 def _is_json_object(text: str) -> bool:

@@ -7,7 +7,7 @@ import pytest
 from instar.params.clean import CleanParams
 from instar.records.paths import clean_path, quarantine_path, raw_path
 from instar.records.schema import RECORD_SCHEMA, make_record, record_id
-from instar.text.arabic import arabic_ratio, dedup_key, normalise
+from instar.text.arabic import arabic_enough, arabic_ratio, dedup_key, has_letters, normalise
 from instar.text.repetition import duplicate_line_fraction, duplicate_ngram_fraction
 from instar.text.scrub import scrub_pii, strip_markup
 from stages.clean import clean, judge, normalise_record
@@ -71,6 +71,13 @@ def test_arabic_ratio_counts_letters_only():
     assert arabic_ratio("مرحبا 123 !!!") == 1.0
     assert arabic_ratio("hello") == 0.0
     assert 0.4 < arabic_ratio("مرحبا hello") < 0.6
+
+
+def test_arabic_enough_judges_the_letters_arabic_ratio_counts():
+    assert arabic_enough("42 !!", 0.5) and arabic_enough("", 0.5)  # nothing to judge
+    assert arabic_enough("مرحبا 123", 0.5) and not arabic_enough("hello", 0.5)
+    # "½" is a letter to the ratio (a share of 0), so it is judged, as clean judges it.
+    assert has_letters("½") and not arabic_enough("½", 0.5)
 
 
 # Scrubbing -------------------------------------------------------------------------------

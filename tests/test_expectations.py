@@ -11,6 +11,7 @@ import pytest
 
 from instar.params.validate import ValidateParams
 from instar.records.schema import RECORD_SCHEMA, TASKS, make_record
+from instar.text.scrub import scrub_pii
 from instar.validation import expectations
 from stages.validate import OUT, QUARANTINE, validate
 
@@ -152,20 +153,30 @@ def test_failing_outcomes_say_what_was_expected_observed_and_which_rows():
     assert outcomes["chars_quantiles:output"].observed.startswith("p50=")
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        "+966 50 123 4567",
-        "+20 100 123 4567",
-        "00971501234567",
-        "0501234567",
-        "050-123-4567",
-        "٠٥٠١٢٣٤٥٦٧",
-        "(+212) 612-345-678",
-    ],
-)
+PHONES = [
+    "+966 50 123 4567",
+    "+20 100 123 4567",
+    "00971501234567",
+    "0501234567",
+    "050-123-4567",
+    "٠٥٠١٢٣٤٥٦٧",
+    "(+212) 612-345-678",
+]
+
+
+@pytest.mark.parametrize("text", PHONES)
 def test_phone_numbers_in_arab_world_formats_match(text):
     assert re.search(expectations.PHONE, f"رقمي {text} شكرا")
+
+
+@pytest.mark.parametrize("text", PHONES)
+def test_what_scrub_leaves_the_contract_accepts(text):
+    # The contract's phone pattern is narrower than scrub's: every number it flags is one
+    # that clean has replaced, so a clean record never fails it.
+    scrubbed, counts = scrub_pii(f"رقمي {text} أو a.b@c.org شكرا")
+    assert counts["phone"] == 1 and counts["email"] == 1
+    assert not re.search(expectations.PHONE, scrubbed)
+    assert not re.search(expectations.EMAIL, scrubbed)
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from instar.records.readers import read_rows
+from instar.records.storage import file_digest
 from instar.text.arabic import normalise
 from tests.conftest import dvc, stages_run
 
@@ -218,11 +219,9 @@ def test_generate_runs_from_the_shipped_cache_and_its_records_reach_the_dataset(
 
 
 def test_manifest_and_dataset_card_agree_with_the_shards(pipeline):
-    from stages.shard import sha256_file
-
     manifest = json.loads((pipeline / "data/instar/manifest.json").read_text())
     for name, info in manifest["shards"].items():
-        assert sha256_file(pipeline / "data/instar" / name) == info["sha256"]
+        assert file_digest(pipeline / "data/instar" / name) == info["sha256"]
     for split, counts in manifest["splits"].items():
         assert counts["records"] == len(instar(pipeline, split))
         assert sum(counts["by_task"].values()) == counts["records"]

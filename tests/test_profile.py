@@ -332,15 +332,6 @@ def test_hub_base_checks_the_cached_files_against_the_pins(workspace, hub, monke
     assert proc.returncode == 1 and "model-00002-of-00002.safetensors" in one_line(proc.stderr)
 
 
-def test_a_git_blob_id_is_checked_as_git_computes_it(tmp_path):
-    from instar.modeling.build import file_hash
-
-    f = tmp_path / "config.json"
-    f.write_bytes(b'{"a": 1}\n')
-    git = subprocess.run(["git", "hash-object", str(f)], capture_output=True, text=True)
-    assert file_hash(f, "git_sha1") == git.stdout.strip()
-
-
 # ------------------------------------------------------------------------- hub mode
 
 

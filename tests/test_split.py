@@ -1,3 +1,4 @@
+import hashlib
 from collections import Counter
 
 import pyarrow as pa
@@ -64,6 +65,19 @@ def test_adding_a_source_moves_no_existing_record(tmp_path, monkeypatch):
     assert all(after[i] == s for i, s in before.items())
 
 
+def test_a_rerun_swaps_the_splits_in_whole_and_keeps_dvc_s_gitignore(tmp_path, monkeypatch):
+    out = tmp_path / "data/instar"
+    out.mkdir(parents=True)
+    (out / ".gitignore").write_text("/train\n")
+    (out / "train").mkdir()
+    (out / "train/part-00099.parquet").write_text("a shard of an older run")
+    run_shard(tmp_path, monkeypatch, records("a", 50))
+    assert (out / ".gitignore").read_text() == "/train\n"
+    assert not (out / "train/part-00099.parquet").exists()
+    assert sorted(p.name for p in out.iterdir()) == sorted([".gitignore", *shard_mod.OUTPUTS])
+    assert sorted(p.name for p in out.parent.iterdir()) == ["instar", "validated"]
+
+
 def test_all_phrasings_of_one_item_land_in_one_split(tmp_path, monkeypatch):
     recs = records("sent", 400, groups=40)
     where = run_shard(tmp_path, monkeypatch, recs)
@@ -86,5 +100,5 @@ def test_shards_roll_at_rows_per_shard_and_manifest_hashes_them(tmp_path, monkey
     for name, info in manifest["shards"].items():
         f = tmp_path / "data/instar" / name
         assert info["rows"] == pq.ParquetFile(f).metadata.num_rows <= PARAMS.rows_per_shard
-        assert info["sha256"] == shard_mod.sha256_file(f)
+        assert info["sha256"] == hashlib.sha256(f.read_bytes()).hexdigest()
     assert sum(manifest["splits"][s]["records"] for s in shard_mod.SPLITS) == 200

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import yaml
 
 from instar.params.train import ModelParams
+from instar.records.storage import file_digest
 
 SPLITS = Path("data/instar")
 
@@ -21,7 +21,7 @@ def shard_hashes(splits=("train", "validation"), root: Path = SPLITS) -> str:
     lines = []
     for split in splits:
         for shard in sorted((root / split).glob("*.parquet")):
-            digest = hashlib.sha256(shard.read_bytes()).hexdigest()
+            digest = file_digest(shard)
             lines.append(f"  - `{split}/{shard.name}`: sha256 `{digest}`")
     return "\n".join(lines)
 

@@ -5,7 +5,6 @@ the check of a hub model's cached files against the hashes that `profile pin` wr
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import pyarrow.parquet as pq
 from instar.console import StageError
 from instar.modeling.chat import SPECIAL_TOKENS, chat_template
 from instar.params.base import BaseModelParams
+from instar.records.storage import file_digest
 
 # What from_pretrained reads of a hub model: its top-level config, tokenizer and safetensors
 # files (weights load as safetensors only; `original/`, .bin, .pth and .gguf are never read).
@@ -24,15 +24,6 @@ def loaded_files(names) -> list[str]:
     return sorted(
         n for n in names if "/" not in n and any(fnmatch.fnmatchcase(n, p) for p in LOADED)
     )
-
-
-def file_hash(path: Path, kind: str) -> str:
-    """sha256 of the bytes, or git_sha1: the git blob id that the hub reports for non-LFS files."""
-    h = hashlib.sha256() if kind == "sha256" else hashlib.sha1(b"blob %d\0" % path.stat().st_size)
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def check_hub_files(model: str, params: BaseModelParams) -> list[dict[str, Any]]:
@@ -66,7 +57,7 @@ def check_hub_files(model: str, params: BaseModelParams) -> list[dict[str, Any]]
         if not path.is_file():
             raise StageError(f"models.{model}: {f.name} of {where} is not in the HF cache")
         kind, want = ("sha256", f.sha256) if f.sha256 else ("git_sha1", f.git_sha1)
-        got = file_hash(path, kind)
+        got = file_digest(path, kind)
         if got != want:
             raise StageError(
                 f"models.{model}: {f.name} of {where} in the HF cache has {kind} {got}, the "

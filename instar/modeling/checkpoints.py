@@ -16,6 +16,7 @@ from typing import Any
 
 from instar.imports import ROOT as PROJECT
 from instar.params.train import ModelParams
+from instar.records.storage import hash_into
 
 ROOT = Path("checkpoints")
 
@@ -24,18 +25,10 @@ NEUTRAL = {"export_merged", "logging_steps", "eval_steps", "save_steps", "save_t
 _STEP = re.compile(r"^checkpoint-(\d+)$")
 
 
-def _sha256(path: Path, h=None):
-    h = h or hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h
-
-
 def _hash_tree(folder: Path, h) -> None:
     for p in sorted(q for q in folder.rglob("*") if q.is_file()):
         h.update(str(p.relative_to(folder)).encode())
-        _sha256(p, h)
+        hash_into(h, p)
 
 
 def run_key(m: ModelParams, base: Path, splits: list[Path], code: tuple[str, ...]) -> str:
@@ -49,7 +42,7 @@ def run_key(m: ModelParams, base: Path, splits: list[Path], code: tuple[str, ...
     for split in splits:
         _hash_tree(split, h)
     for f in code:
-        _sha256(PROJECT / f, h)  # `code` paths start at the project's root
+        hash_into(h, PROJECT / f)  # `code` paths start at the project's root
     return h.hexdigest()[:16]
 
 

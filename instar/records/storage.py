@@ -1,9 +1,12 @@
-"""Atomic Parquet and JSON writes, batched reads, and quarantine files."""
+"""Atomic Parquet and JSON writes, atomic folder swaps, batched reads, quarantine files, and
+file digests."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -17,6 +20,8 @@ from instar.records.schema import QUARANTINE_SCHEMA, RECORD_SCHEMA
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+# Files are hashed in blocks: shards and weight files need not fit in memory.
+BLOCK = 1 << 20
 
 
 @contextmanager
@@ -36,6 +41,67 @@ def atomic_path(path: str | Path, suffix: str = ""):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def replace_dir(new: str | Path, path: str | Path) -> None:
+    """Put the finished tree `new` (on the same file system, beside `path`) where `path` is.
+
+    The new tree goes in by one rename of the whole folder, so `path` is never a mix of old
+    and new files: at any moment it is the whole old tree, absent, or the whole new tree.
+    rename(2) replaces an empty folder only, so the old tree is first renamed aside to
+    `.<name>.old`, then the new one renamed in, then the old removed. A crash between the
+    two renames leaves no `path`, the old tree whole at `.<name>.old` and the new at `new`;
+    DVC then finds the output missing and reruns the stage, whose next swap removes both.
+    """
+    new, path = Path(new), Path(path)
+    os.chmod(new, 0o777 & ~_UMASK)  # a mkdtemp folder's 0700 would hide the output
+    old = path.with_name(f".{path.name}.old")
+    _remove(old)
+    if path.exists() or path.is_symlink():
+        path.rename(old)
+    try:
+        new.rename(path)
+    except BaseException:
+        if old.exists():
+            old.rename(path)
+        raise
+    _remove(old)
+
+
+@contextmanager
+def atomic_dir(path: str | Path, carry: Iterable[str] = ()):
+    """Yield an empty folder `.<name>.tmp` beside `path` to build a folder output in; it
+    replaces `path` (replace_dir) only if the block succeeds. If the block raises, or the
+    stage is killed, `path` is left as it was (a killed run's folder goes at the next one).
+
+    `carry`: names in the old tree that are not the build's (DVC's .gitignore beside
+    per-file outputs), copied into the new tree so that the swap keeps them.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    _remove(tmp)
+    tmp.mkdir()
+    try:
+        yield tmp
+        for name in carry:
+            src, dest = path / name, tmp / name
+            if dest.exists() or not (src.exists() or src.is_symlink()):
+                continue
+            if src.is_dir() and not src.is_symlink():
+                shutil.copytree(src, dest, symlinks=True)
+            else:
+                shutil.copy2(src, dest, follow_symlinks=False)
+        replace_dir(tmp, path)
+    finally:
+        _remove(tmp)
 
 
 def write_json(path: str | Path, obj: Any) -> None:
@@ -115,3 +181,24 @@ def iter_many(paths: Iterable[str | Path], batch_size: int = 4096) -> Iterator[d
 
 def count_rows(path: str | Path) -> int:
     return pq.ParquetFile(path).metadata.num_rows
+
+
+def hash_into(h, path: str | Path):
+    """Feed the bytes of `path` into the running hash `h` and return it: a run key or a
+    tree's identity is one hash over many files, so the caller owns `h`."""
+    with open(path, "rb") as f:
+        while block := f.read(BLOCK):
+            h.update(block)
+    return h
+
+
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    """The hex digest of a file. `algorithm` is a hashlib name, or "git_sha1": the git blob
+    id (`git hash-object`), which the hub reports for files not stored in LFS. The names
+    are those of a pin's fields (`sha256`, `git_sha1`), so a pin's kind is passed as is."""
+    path = Path(path)
+    if algorithm == "git_sha1":
+        h = hashlib.sha1(b"blob %d\0" % path.stat().st_size)
+    else:
+        h = hashlib.new(algorithm)
+    return hash_into(h, path).hexdigest()

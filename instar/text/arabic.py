@@ -78,5 +78,17 @@ def arabic_ratio(text: str) -> float:
     return len(ARABIC_LETTER.findall(text)) / letters if letters else 0.0
 
 
+def has_letters(text: str) -> bool:
+    # The letters arabic_ratio counts: a guard with another notion of letter (str.isalpha
+    # leaves out "²" and "½", which LETTER counts) would judge a text by a ratio of 0.
+    return LETTER.search(text) is not None
+
+
+def arabic_enough(text: str, min_ratio: float) -> bool:
+    """Enough of the letters are Arabic; a text without letters (a number, "42") has none
+    to judge, so it passes."""
+    return not has_letters(text) or arabic_ratio(text) >= min_ratio
+
+
 def words(text: str) -> int:
     return len(text.split())

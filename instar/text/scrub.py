@@ -17,6 +17,18 @@ URL = re.compile(r"(?:https?://|www\.)[^\s<>\"'،]+", re.I)
 # 8 to 15 digits with optional +, spaces, dashes, dots or brackets: phone numbers in the
 # Gulf, Levant, Egypt and Maghreb formats. Years and prices are shorter or use commas.
 PHONE = re.compile(r"(?<![\w+])\+?[\d٠-٩](?:[\d٠-٩]|[\s().-](?=[\d٠-٩(])){7,18}[\d٠-٩](?!\w)")
+# The phone number the contract (instar/validation/expectations.py) looks for in clean's
+# output: a number as it is dialled, international (+ or 00, country code) or Arab-world
+# local (0, then an area or mobile prefix), in Western or Arabic-Indic digits (\d matches
+# both). Two patterns, because scrubbing and checking err on opposite sides: PHONE replaces
+# any 8 to 15 digits (lists of numbers and ISBNs too, at no cost), a leftover check must
+# flag only what is surely a phone number. What PHONE replaces is no longer there to match.
+_ZERO, _NONZERO = "[0\u0660\u06f0]", "[1-9\u0661-\u0669\u06f1-\u06f9]"
+_SEP = r"[ .-]?"
+DIALLED_PHONE = re.compile(
+    rf"(?<![\w+])(?:(?:\+|{_ZERO}{{2}}){_NONZERO}\d{{0,2}}{_SEP}(?:\(?\d{{1,4}}\)?{_SEP}){{2,4}}"
+    rf"\d{{2,4}}|{_ZERO}{_NONZERO}\d{{1,2}}{_SEP}\d{{3}}{_SEP}\d{{3,4}})(?!\w)"
+)
 PLACEHOLDERS = {"email": "[EMAIL]", "url": "[URL]", "phone": "[PHONE]"}
 
 

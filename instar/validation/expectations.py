@@ -10,8 +10,6 @@ to reports/validation/ (a DVC output), built beside it and renamed into place.
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 import tempfile
 from collections.abc import Collection
@@ -32,19 +30,15 @@ from great_expectations.data_context.types.base import (
 
 from instar.params.validate import ValidateParams
 from instar.records.schema import FIELDS, TASKS, TEXT_FIELDS
+from instar.records.storage import replace_dir
+from instar.text import scrub
 
 DOCS = Path("reports/validation")
 PASSED = "passed"  # the record_check value of a row that passes every record check
-EMAIL = r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
-# International (+ or 00, country code) or Arab-world local (0, then an area or mobile
-# prefix) numbers, in Western or Arabic-Indic digits (\d matches both). Years, prices and
-# lists of numbers do not start that way, so they do not match.
-_ZERO, _NONZERO = "[0\u0660\u06f0]", "[1-9\u0661-\u0669\u06f1-\u06f9]"
-_SEP = r"[ .-]?"
-PHONE = (
-    rf"(?<![\w+])(?:(?:\+|{_ZERO}{{2}}){_NONZERO}\d{{0,2}}{_SEP}(?:\(?\d{{1,4}}\)?{_SEP}){{2,4}}"
-    rf"\d{{2,4}}|{_ZERO}{_NONZERO}\d{{1,2}}{_SEP}\d{{3}}{_SEP}\d{{3,4}})(?!\w)"
-)
+# The contract's patterns are scrub's: it checks that clean left no personal data that
+# scrub would know. GX reads a regex as a string.
+EMAIL = scrub.EMAIL.pattern
+PHONE = scrub.DIALLED_PHONE.pattern
 RESULT_FORMAT: dict[str, Any] = {"result_format": "SUMMARY", "partial_unexpected_count": 5}
 # Without network the Data Docs' icon font (a CDN asset) never loads and the status column
 # would be blank: the words make the page readable offline too.
@@ -347,19 +341,8 @@ def run(
         )
         if docs is not None:
             context.build_data_docs()
-            _replace_dir(site, docs)
+            replace_dir(site, docs)
         # GX put the plugins folder on sys.path; it is gone after this block.
         if str(Path(tmp) / "plugins") in sys.path:
             sys.path.remove(str(Path(tmp) / "plugins"))
     return [outcome(check, result) for check, result in pairs]
-
-
-def _replace_dir(new: Path, dest: Path) -> None:
-    """Swap a finished folder into place: never a half-built site where the old one was."""
-    os.chmod(new, 0o755)
-    old = dest.with_name(f".{dest.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if dest.exists():
-        dest.rename(old)
-    new.rename(dest)
-    shutil.rmtree(old, ignore_errors=True)
