@@ -11,6 +11,11 @@ that pass as a whole: row count, task, source and synthetic shares, nulls and em
 quantiles, leftover e-mails and phone numbers, unique ids. Their Data Docs go to
 reports/validation/ (open index.html) and a summary to metrics/validation.json.
 
+metrics/data.json holds the dataset totals that experiments compare (`dvc exp show`): rows
+kept, rows quarantined by ingest, clean and validate, and duplicates dropped by dedup. The
+per-source counts it adds up (metrics/ingest/, metrics/clean/, metrics/dedup.json) are
+plain outputs, read with `dvc metrics show PATH`.
+
 On any failure the stage prints what failed (check, expected, observed, sample rows), still
 writes the Data Docs, and exits non-zero, so nothing downstream runs on bad data.
 
@@ -53,6 +58,7 @@ IN = Path("data/dedup/instar.parquet")
 OUT = Path("data/validated/instar.parquet")
 QUARANTINE = Path("data/quarantine/validate.parquet")
 METRICS = Path("metrics/validation.json")
+TOTALS = Path("metrics/data.json")
 DOCS = Path("reports/validation")
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # pandera reports a dataframe-level check once per column of a failing row; the failure is
@@ -388,6 +394,23 @@ def write_quarantine(df: pd.DataFrame, row_fails: pd.DataFrame, bad_rows: list[i
         pq.write_table(table.cast(QUARANTINE_SCHEMA), tmp, compression="zstd")
 
 
+def dataset_totals(sources: list[str], summary: dict[str, Any]) -> dict[str, int]:
+    """The few dataset figures `dvc exp show` lists: rows kept, quarantined, duplicates."""
+
+    def counts(path: Path) -> dict[str, Any]:
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    quarantined = summary["quarantined"]
+    for s in sources:
+        quarantined += counts(Path("metrics/ingest") / f"{s}.json")["quarantined"]
+        quarantined += counts(Path("metrics/clean") / f"{s}.json")["quarantined"]
+    return {
+        "data.records": summary["records_out"],
+        "data.quarantined": quarantined,
+        "data.duplicates": counts(Path("metrics/dedup.json"))["duplicates"],
+    }
+
+
 def source_names(params: dict[str, Any], names: list[str] | None = None) -> list[str]:
     """The sources (params.yaml's, or `names`); a `source_share` bound on any other name is
     a typo."""
@@ -432,6 +455,7 @@ def main() -> None:
             docs=DOCS,
         )
         write_json(METRICS, result["summary"])
+        write_json(TOTALS, dataset_totals(paths.source_names(), result["summary"]))
         if result["problems"]:
             raise StageError(
                 "validation failed: " + "; ".join(result["problems"]) + f"\n  Data Docs: {DOCS}/"

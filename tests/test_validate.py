@@ -7,7 +7,15 @@ import pytest
 
 from instar.params.validate import ValidateParams
 from instar.records.schema import RECORD_SCHEMA, make_record
-from stages.validate import OUT, QUARANTINE, contract, failures, record_status, validate
+from stages.validate import (
+    OUT,
+    QUARANTINE,
+    contract,
+    dataset_totals,
+    failures,
+    record_status,
+    validate,
+)
 
 
 def record(row: int, instruction: str, output: str, task: str = "explanation") -> dict:
@@ -279,3 +287,20 @@ def test_validate_params_refuse_what_cannot_be_meant(bad):
 
     with pytest.raises(ParamsError, match="validate"):
         ValidateParams.load({"validate": bad})
+
+
+def test_dataset_totals_add_up_the_per_source_counts(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for stage, counts in (("ingest", (1, 2)), ("clean", (3, 4))):
+        (tmp_path / "metrics" / stage).mkdir(parents=True)
+        for source, n in zip(("a", "b"), counts, strict=True):
+            path = tmp_path / "metrics" / stage / f"{source}.json"
+            path.write_text(json.dumps({"quarantined": n, "records": 9}))
+    (tmp_path / "metrics/clean/stale.json").write_text(json.dumps({"quarantined": 100}))
+    (tmp_path / "metrics/dedup.json").write_text(json.dumps({"duplicates": 5}))
+    summary = {"records_out": 40, "quarantined": 6}
+    assert dataset_totals(["a", "b"], summary) == {
+        "data.records": 40,
+        "data.quarantined": 1 + 2 + 3 + 4 + 6,  # not a file of a source no longer listed
+        "data.duplicates": 5,
+    }
