@@ -25,6 +25,7 @@ from instar.modeling.build import (
 )
 from instar.params import core as config
 from instar.records.storage import write_json
+from instar.reproducible import pin_torch_threads
 
 TRAIN = Path("data/instar/train")
 
@@ -88,6 +89,7 @@ def main() -> None:
     p = parser("base", __doc__)
     p.add_argument("model", help="a key of `models` in params.yaml")
     args = p.parse_args()
+    pin_torch_threads()  # random init and tokenizer training: the same bytes on a rerun
     build_base(args.model, config.named("models", args.model).base)
 
 

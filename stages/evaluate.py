@@ -28,6 +28,7 @@ from instar.console import StageError, console, parser, progress, run
 from instar.modeling.build import base_dir
 from instar.params import core as config
 from instar.records.storage import atomic_path, write_json
+from instar.reproducible import pin_torch_threads
 
 METRICS = Path("metrics/eval")
 BASE_METRICS = Path("metrics/eval_base")
@@ -322,6 +323,7 @@ def main() -> None:
     params = config.read_params()
     m = config.named("models", args.model, params)
     ev = config.section("evaluate", params)
+    pin_torch_threads()  # the same figures on a rerun (instar.reproducible)
     (evaluate_base if args.base else evaluate_adapter)(args.model, m, ev)
 
 
