@@ -13,6 +13,9 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := 1
+# SOURCE_DATE_EPOCH is left to the caller (instar/reproducible.py honours it): the committed
+# dvc.lock is built without it, and a stamp taken from the last commit would change the Data
+# Docs' bytes with every commit, so a clone's `make repro` could not reproduce that lock.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: install repro test test-fast test-min lint lock paper bench remote-up remote-down help

@@ -24,6 +24,7 @@ from instar.modeling.build import (
 )
 from instar.params.base import BaseModelParams, load_base
 from instar.records.storage import atomic_dir, write_json
+from instar.reproducible import pin_torch_threads
 
 TRAIN = Path("data/instar/train")
 
@@ -84,6 +85,7 @@ def main() -> None:
     p = parser("base", __doc__)
     p.add_argument("model", help="a key of `models` in params.yaml")
     args = p.parse_args()
+    pin_torch_threads()  # random init and tokenizer training: the same bytes on a rerun
     build_base(args.model, load_base(args.model))
 
 

@@ -30,6 +30,7 @@ from instar.params import core as config
 from instar.params.evaluate import EvaluateParams
 from instar.params.train import ModelParams
 from instar.records.storage import atomic_path, hash_into, write_json
+from instar.reproducible import pin_torch_threads
 
 METRICS = Path("metrics/eval")
 BASE_METRICS = Path("metrics/eval_base")
@@ -324,6 +325,7 @@ def main() -> None:
     params = config.read_params()
     m = ModelParams.named(args.model, params)
     ev = EvaluateParams.load(params)
+    pin_torch_threads()  # the same figures on a rerun (instar.reproducible)
     (evaluate_base if args.base else evaluate_adapter)(args.model, m, ev)
 
 

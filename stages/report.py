@@ -15,6 +15,7 @@ from instar.console import StageError, console, parser, run
 from instar.params import core as config
 from instar.params.report import ReportParams
 from instar.records.storage import atomic_path, write_text
+from instar.reproducible import PNG_METADATA
 
 REPORTS = Path("reports")
 
@@ -129,15 +130,18 @@ def summary(title: str, evals: dict, bases: dict, trains: dict, contamination: d
         "",
         "## Training",
         "",
-        "| model | steps | first loss | last loss | eval loss | tokens/s | trainable params |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| model | steps | first loss | last loss | eval loss | trainable params |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for model, tr in trains.items():
         lines.append(
             f"| {model} | {tr['steps']} | {tr['first_logged_loss']} | {tr['last_logged_loss']} "
-            f"| {tr['eval_loss']} | {tr['tokens_per_second']} | {tr['trainable_parameters']:,} |"
+            f"| {tr['eval_loss']} | {tr['trainable_parameters']:,} |"
         )
     lines += [
+        "",
+        # Not read here: a timing differs on every run, and report's outputs must not.
+        "How fast each model trained (seconds, tokens/s): metrics/perf/train/<model>.json.",
         "",
         "![benchmarks, base and adapter](benchmarks.png)",
         "",
@@ -219,7 +223,7 @@ def _save(fig, path: Path) -> None:
 
     with atomic_path(path, ".png") as tmp:
         fig.tight_layout()
-        fig.savefig(tmp, dpi=120, format="png")
+        fig.savefig(tmp, dpi=120, format="png", metadata=PNG_METADATA)
     plt.close(fig)
 
 

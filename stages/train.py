@@ -4,6 +4,8 @@ Loss is on the assistant's tokens only (the chat template's {% generation %} mar
 go to dvclive/<model>/ for `dvc plots`; checkpoints to checkpoints/<model>/<run key>/, from
 which a killed run resumes on the next `dvc repro`; the adapter, its tokenizer and a model
 card are written atomically to models/<model>/, final figures to metrics/train/<model>.json.
+How fast it ran (seconds, tokens/s) goes to metrics/perf/train/<model>.json only: every other
+output must be the same bytes on a rerun, and timings never are.
 With `num_processes > 1` the stage relaunches itself under `accelerate launch` (DDP or FSDP,
 configs/accelerate/).
 """
@@ -34,8 +36,10 @@ from instar.modeling.data import INSTAR, as_messages, load_split
 from instar.modeling.loading import adapter_dir, load_base, require_device
 from instar.params.train import ModelParams
 from instar.records.storage import atomic_dir, write_json, write_text
+from instar.reproducible import PINNED, pin_torch_threads
 
 ACCELERATE_CONFIGS = Path("configs/accelerate")
+PERF = Path("metrics/perf/train")
 
 
 def rank() -> int:
@@ -68,6 +72,9 @@ class LiveCurves(TrainerCallback):
         self._first = None  # (time, tokens) at this process's first train log
         self._last = None
         self.first_step: int | None = None  # the first step this process logged
+        # Not a dvclive curve: dvclive/ is cached and read by report, and a speed changes on
+        # every run. It goes to metrics/perf/ with the other timings.
+        self.speed: list[dict[str, float]] = []
 
     def replay(self, history: list[dict[str, Any]]) -> None:
         """Curves of the steps a resumed run did before it was stopped (its trainer state)."""
@@ -88,16 +95,14 @@ class LiveCurves(TrainerCallback):
             self.first_step = state.global_step
         self._log(state.global_step, logs)
         if "loss" in logs and "num_tokens" in logs:
-            self._tokens_per_second(logs["num_tokens"])
+            self._tokens_per_second(state.global_step, logs["num_tokens"])
         self.live.make_summary()
 
-    def _tokens_per_second(self, tokens: float) -> None:
+    def _tokens_per_second(self, step: int, tokens: float) -> None:
         now = time.perf_counter()
         if self._last is not None and now > self._last[0]:
-            self.live.log_metric(
-                "train/tokens_per_second",
-                round((tokens - self._last[1]) / (now - self._last[0]), 1),
-            )
+            rate = round((tokens - self._last[1]) / (now - self._last[0]), 1)
+            self.speed.append({"step": step, "tokens_per_second": rate})
         self._last = (now, tokens)
         self._first = self._first or self._last
 
@@ -158,6 +163,10 @@ def sft_config(m: ModelParams, output_dir: Path) -> SFTConfig:
         use_cpu=t.device == "cpu",
         seed=t.seed,
         data_seed=t.seed,
+        # Deterministic torch kernels, so a rerun gives the same weights (with the CPU pins of
+        # instar.reproducible). CPU only: on CUDA it also forces CUDA_LAUNCH_BLOCKING and fails
+        # on ops without a deterministic kernel; GPU runs are not claimed bit-identical.
+        full_determinism=t.device == "cpu",
         report_to="none",
         dataloader_num_workers=0,
         disable_tqdm=True,
@@ -213,6 +222,17 @@ def gathered_weights(net) -> dict[str, Any] | None:
     )
 
 
+def sort_config_sets(net) -> None:
+    """PEFT holds some config fields as sets (target_modules, "all-linear" resolved to module
+    names) and writes them to adapter_config.json in set order, which follows the process's
+    random string-hash seed: the one run-dependent content of the adapter folder. Sorted
+    lists are written as they are, and load back as the same sets."""
+    for cfg in net.peft_config.values():
+        for key, value in list(vars(cfg).items()):
+            if isinstance(value, set):
+                setattr(cfg, key, sorted(value))
+
+
 def save_adapter(net, tokenizer, model: str, m: ModelParams) -> Path | None:
     """The adapter folder, written beside its place and renamed over it, by rank 0. Every
     rank calls this (FSDP gathers the weights from all of them); the others get None."""
@@ -220,6 +240,7 @@ def save_adapter(net, tokenizer, model: str, m: ModelParams) -> Path | None:
     if rank() != 0:
         return None
     out = adapter_dir(model)
+    sort_config_sets(net)
     with atomic_dir(out) as tmp:
         # PEFT keeps only the adapter's keys of the state dict it is given, in its own format.
         net.save_pretrained(tmp, safe_serialization=True, state_dict=weights)
@@ -263,6 +284,7 @@ def train(model: str, m: ModelParams) -> dict[str, Any]:
     else:
         folder = checkpoints.run_dir(model, key)
         resume = None
+    pin_torch_threads()
     tokenizer, net = load_base(model, m)
     system_role = supports_system(tokenizer)
     train_ds = as_messages(load_split("train"), system_role)
@@ -323,8 +345,6 @@ def train(model: str, m: ModelParams) -> dict[str, Any]:
         "eval_perplexity": round(math.exp(min(final_eval["eval_loss"], 50)), 3),
         "steps": trainer.state.global_step,
         "epochs": round(trainer.state.epoch or 0, 3),
-        "train_seconds": round(elapsed, 2),
-        "tokens_per_second": curves.tokens_per_second(),
         "trainable_parameters": trainable,
         "total_parameters": total,
         "processes": world,
@@ -334,12 +354,26 @@ def train(model: str, m: ModelParams) -> dict[str, Any]:
         "first_step_this_run": curves.first_step,
     }
     write_text(Path("models") / model / "README.md", model_card.render(model, m, metrics, key))
+    write_json(PERF / f"{model}.json", perf(elapsed, curves, result.metrics, final_eval))
     checkpoints.finish(folder, {"run_key": key, "steps": trainer.state.global_step})
     console.print(
         f"train {model}: loss {metrics['first_logged_loss']} -> "
         f"{metrics['last_logged_loss']}, eval loss {metrics['eval_loss']}"
     )
     return metrics
+
+
+def perf(elapsed: float, curves: LiveCurves, train: dict, final_eval: dict) -> dict[str, Any]:
+    """How fast this run went: the trainer's runtimes and rates, and tokens/s per logged step."""
+    rates = {
+        k: v for k, v in {**train, **final_eval}.items() if k.endswith(("_runtime", "_per_second"))
+    }
+    return {
+        "train_seconds": round(elapsed, 2),
+        "tokens_per_second": curves.tokens_per_second(),
+        **rates,
+        "tokens_per_second_by_step": curves.speed,
+    }
 
 
 def relaunch(model: str, m: ModelParams) -> int:
@@ -350,7 +384,9 @@ def relaunch(model: str, m: ModelParams) -> int:
     env = dict(os.environ)
     if m.train.device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""  # processes talk over gloo, whatever GPUs exist
-        env.setdefault("OMP_NUM_THREADS", "1")
+        # The processes share the CPUs: one thread each, unless the caller chose a count.
+        for name in PINNED & {"OMP_NUM_THREADS", "MKL_NUM_THREADS"}:
+            env[name] = "1"
     cmd = [
         sys.executable,
         "-m",

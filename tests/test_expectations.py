@@ -3,6 +3,7 @@ fails exactly the expectations it should, and the stage stops with a readable ta
 
 import json
 import re
+from datetime import UTC, datetime
 
 import pandas as pd
 import pyarrow as pa
@@ -323,3 +324,37 @@ def test_gx_runs_in_memory_with_analytics_off(tmp_path):
     assert context.mode == "ephemeral" and context.config.analytics_enabled is False
     assert os.environ["GX_ANALYTICS_ENABLED"] == "false"  # stages/__init__.py, before GX loads
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plugins"]  # the site: on build only
+
+
+def site_bytes(folder) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+def build_docs(df: pd.DataFrame, docs) -> dict[str, bytes]:
+    expectations.run(status(df), df, ValidateParams(**PARAMS), SOURCES, docs)
+    return site_bytes(docs)
+
+
+def test_the_same_rows_build_the_same_data_docs_bytes(tmp_path, monkeypatch):
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    df = frame(records())
+    first = build_docs(df, tmp_path / "one")
+    second = build_docs(df, tmp_path / "two")
+    assert first == second
+    # Equal bytes say GX's uuid4 ids were replaced; the clock's date must be gone as well.
+    now = datetime.now(UTC)
+    pages = b"".join(v for k, v in first.items() if k.endswith(".html")).decode()
+    assert now.strftime("%Y%m%d") not in pages and now.strftime("%Y-%m-%d") not in pages
+
+
+def test_other_rows_or_source_date_epoch_give_the_data_docs_another_run_time(tmp_path, monkeypatch):
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    runs = lambda docs: {k.split("/")[3] for k in site_bytes(docs) if k.count("/") == 4}  # noqa: E731
+    build_docs(frame(records()), tmp_path / "a")
+    build_docs(frame(records(n=90)), tmp_path / "b")
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    build_docs(frame(records()), tmp_path / "c")
+    assert runs(tmp_path / "c") == {"20231114T221320.000000Z"}  # 1700000000 in UTC
+    assert len(runs(tmp_path / "a") | runs(tmp_path / "b") | runs(tmp_path / "c")) == 3

@@ -7,6 +7,8 @@ from typing import Any
 
 import yaml
 
+from instar.reproducible import PNG_METADATA
+
 FEATURES = [
     ("id", "string"),
     ("instruction", "string"),
@@ -92,7 +94,7 @@ def card_charts(folder, manifest: dict[str, Any], lengths: dict[str, list[int]])
         fig, ax = plt.subplots(figsize=(6.5, 0.4 * len(by(kind)[splits[0]] or [0]) + 2.5))
         _share_chart(ax, by(kind), splits, f"records by {kind}")
         fig.tight_layout()
-        fig.savefig(folder / name, dpi=100)
+        fig.savefig(folder / name, dpi=100, metadata=PNG_METADATA)
         plt.close(fig)
     fig, axes = plt.subplots(1, len(lengths), figsize=(4 * len(lengths), 3.2), squeeze=False)
     for ax, (field, values) in zip(axes[0], lengths.items(), strict=True):
@@ -101,7 +103,7 @@ def card_charts(folder, manifest: dict[str, Any], lengths: dict[str, list[int]])
         ax.set_xlabel(f"{field} length (words)")
         ax.set_ylabel("records")
     fig.tight_layout()
-    fig.savefig(folder / "lengths.png", dpi=100)
+    fig.savefig(folder / "lengths.png", dpi=100, metadata=PNG_METADATA)
     plt.close(fig)
     return list(CHARTS)
 

@@ -6,15 +6,22 @@ work tree: `record_contract` reads every row with the record check it failed (th
 failing rows, as a table of checks), and `instar` reads the rows that pass. The bounds come
 from params `validate` at run time, so a params change reruns validation only. The HTML goes
 to reports/validation/ (a DVC output), built beside it and renamed into place.
+
+The same rows give the same HTML bytes: GX's run time (shown, and part of the pages' paths)
+is instar.reproducible.timestamp() of the rows, and what GX takes from the clock or from
+uuid4 while rendering is rewritten afterwards (`steady_html`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 import sys
 import tempfile
+import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +35,7 @@ from great_expectations.data_context.types.base import (
     ProgressBarsConfig,
 )
 
+from instar import reproducible
 from instar.params.validate import ValidateParams
 from instar.records.schema import FIELDS, TASKS, TEXT_FIELDS
 from instar.records.storage import replace_dir
@@ -334,15 +342,51 @@ def run(
     with tempfile.TemporaryDirectory(prefix=".gx-", dir=parent) as tmp:
         site = Path(tmp) / "site"
         context = _context(site, Path(tmp) / "plugins")
-        run_id = RunIdentifier(run_name="validate", run_time=datetime.now(UTC))
+        run_time = reproducible.timestamp(frames_digest(records, passed))
+        run_id = RunIdentifier(run_name="validate", run_time=run_time)
         pairs = _run_suite(context, "record_contract", record_checks(params), records, run_id)
         pairs += _run_suite(
             context, "instar", dataset_checks(params, sources), with_lengths(passed, params), run_id
         )
         if docs is not None:
             context.build_data_docs()
+            steady_html(site, run_time)
             replace_dir(site, docs)
         # GX put the plugins folder on sys.path; it is gone after this block.
         if str(Path(tmp) / "plugins") in sys.path:
             sys.path.remove(str(Path(tmp) / "plugins"))
     return [outcome(check, result) for check, result in pairs]
+
+
+def frames_digest(*frames: pd.DataFrame) -> str:
+    """A hex hash of the frames' values (as text, so that any column type hashes)."""
+    h = hashlib.sha256()
+    for df in frames:
+        h.update(",".join(map(str, df.columns)).encode())
+        h.update(pd.util.hash_pandas_object(df.astype(str), index=False).values.tobytes())
+    return h.hexdigest()
+
+
+# GX's own clock stamps (the run time in paths, the logo URL's cache-buster `?d=`, the batch
+# marker ge_load_time) and the uuid4 it gives each collapsible block's HTML id.
+_STAMP = re.compile(r"\b\d{8}T\d{6}\.\d{6}Z\b")
+_UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+
+
+def steady_html(site: Path, run_time: datetime) -> None:
+    """Rewrite the Data Docs' clock stamps to `run_time` and their uuid4 ids to ids derived
+    from the page's path and their order on it: still unique in a page, and the same bytes on
+    every build of the same rows. GX has no setting for either."""
+    stamp = run_time.strftime("%Y%m%dT%H%M%S.%fZ")
+    for page in sorted(site.rglob("*.html")):
+        name = page.relative_to(site).as_posix()
+        ids: dict[str, str] = {}
+
+        def steady_id(match: re.Match, name=name, ids=ids) -> str:
+            if match[0] not in ids:
+                seed = hashlib.sha256(f"{name}#{len(ids)}".encode()).digest()[:16]
+                ids[match[0]] = str(uuid.UUID(bytes=seed, version=4))
+            return ids[match[0]]
+
+        html = page.read_text(encoding="utf-8")
+        page.write_text(_UUID4.sub(steady_id, _STAMP.sub(stamp, html)), encoding="utf-8")
