@@ -410,7 +410,10 @@ def small_repo(tmp_path) -> Path:
     from tests.conftest import run as run_cmd
 
     repo = tmp_path / "repo"
-    shutil.copytree(ROOT / "stages", repo / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("stages", "instar", "scripts"):  # `python -m scripts.profiles` and its imports
+        shutil.copytree(
+            ROOT / package, repo / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
     (repo / "profiles").mkdir()
     shutil.copy(ROOT / "params.yaml", repo / "params.yaml")
     shutil.copy(ROOT / "params.yaml", repo / "profiles/base.yaml")
@@ -532,7 +535,7 @@ def test_a_stopped_run_that_will_not_be_resumed_is_dropped_by_restore(small_repo
     params_before = (repo / "params.yaml").read_bytes()
     killed_mid_stage(repo, "mini", "-n", "trial")
     proc = profile_cmd(repo, "run", "mini", "-n", "other")
-    assert proc.returncode == 1 and "profile restore" in one_line(proc.stderr)
+    assert proc.returncode == 1 and "scripts.profiles restore" in one_line(proc.stderr)
     proc = profile_cmd(repo, "restore")
     assert proc.returncode == 0, proc.stderr
     assert (repo / "params.yaml").read_bytes() == params_before
