@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from instar.params.core import ParamsError, Revision, Section, check_name, read_params, validate
+from instar.params.core import Revision, Section, entry, validate
 
 
 class PinnedFile(Section):
@@ -54,9 +54,5 @@ class BaseModelParams(Section):
 
 def load_base(model: str, params: dict[str, Any] | None = None) -> BaseModelParams:
     """models.<model>.base alone: base@ reads no other key of the model (nor its model)."""
-    params = read_params() if params is None else params
-    models = params.get("models") or {}
-    if model not in models:
-        raise ParamsError(f"models.{model} is not in params.yaml (known: {', '.join(models)})")
-    check_name(model, "model")
-    return validate(BaseModelParams, (models[model] or {}).get("base"), f"models.{model}.base")
+    base = (entry("models", model, params) or {}).get("base")
+    return validate(BaseModelParams, base, f"models.{model}.base")

@@ -39,14 +39,17 @@ class Section(BaseModel):
     @classmethod
     def named(cls, key: str, params: dict[str, Any] | None = None):
         """One validated entry of a named section: e.g. SourceParams.named("qa")."""
-        params = read_params() if params is None else params
-        entries = params.get(cls.SECTION) or {}
-        if key not in entries:
-            raise ParamsError(
-                f"{cls.SECTION}.{key} is not in params.yaml (known: {', '.join(entries)})"
-            )
-        check_name(key, cls.SECTION.rstrip("s"))
-        return validate(cls, entries[key], f"{cls.SECTION}.{key}")
+        return validate(cls, entry(cls.SECTION, key, params), f"{cls.SECTION}.{key}")
+
+
+def entry(section: str, key: str, params: dict[str, Any] | None = None) -> Any:
+    """The raw entry `section.key` of a named section, its name checked (it becomes a path)."""
+    params = read_params() if params is None else params
+    entries = params.get(section) or {}
+    if key not in entries:
+        raise ParamsError(f"{section}.{key} is not in params.yaml (known: {', '.join(entries)})")
+    check_name(key, section.rstrip("s"))
+    return entries[key]
 
 
 def check_name(name: str, what: str) -> str:
