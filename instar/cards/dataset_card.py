@@ -66,9 +66,10 @@ CHARTS = {
 
 def _share_chart(ax, counts: dict[str, dict[str, int]], splits: list[str], title: str) -> None:
     """Horizontal bars: records per key, stacked by split."""
+    # ties broken by name: a set's order follows the per-process string hash seed
     keys = sorted(
         {k for s in splits for k in counts[s]},
-        key=lambda k: -sum(counts[s].get(k, 0) for s in splits),
+        key=lambda k: (-sum(counts[s].get(k, 0) for s in splits), k),
     )[::-1]
     left = [0] * len(keys)
     for s in splits:
