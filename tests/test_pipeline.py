@@ -12,7 +12,7 @@ import yaml
 from instar.records.readers import read_rows
 from instar.records.storage import file_digest
 from instar.text.arabic import normalise
-from tests.conftest import dvc, stages_run
+from tests.conftest import dvc, run, stages_run
 
 pytestmark = pytest.mark.slow
 
@@ -94,6 +94,30 @@ def test_a_second_repro_runs_nothing_and_status_is_clean(own):
     assert stages_run(again.stdout) == set()
     status = dvc(own, "status")
     assert "up to date" in status.stdout
+
+
+def lock_hashes(text: str) -> dict[tuple[str, str, str], str]:
+    """(stage, deps|outs, path) -> md5 of a dvc.lock, the timings under metrics/perf/ left out."""
+    return {
+        (stage, kind, entry["path"]): entry.get("md5")
+        for stage, body in yaml.safe_load(text)["stages"].items()
+        for kind in ("deps", "outs")
+        for entry in body.get(kind, [])
+        if not entry["path"].startswith("metrics/perf/")
+    }
+
+
+def test_the_clones_repro_reproduces_the_committed_lock(pipeline):
+    """The suite's pipeline is a fresh clone's `dvc repro`: every hash it locked is the
+    committed one (a commit that changes code or data must carry the lock it produces)."""
+    committed = lock_hashes(run(["git", "show", "HEAD~1:dvc.lock"], pipeline).stdout)
+    built = lock_hashes((pipeline / "dvc.lock").read_text(encoding="utf-8"))
+    differ = sorted(
+        f"{' '.join(key)}: {committed.get(key)} -> {built.get(key)}"
+        for key in committed.keys() | built.keys()
+        if committed.get(key) != built.get(key)
+    )
+    assert not differ, "dvc.lock differs from the committed one:\n" + "\n".join(differ)
 
 
 # What `dvc exp show` lists (dvc.yaml's side: tests/test_metrics_declared.py). The flat
