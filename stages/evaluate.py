@@ -10,10 +10,12 @@ a loaded object, and run on:
   - greedy answers to the first `evaluate.generation.samples` test records, scored against
     the reference with chrF and ROUGE-L on Arabic words (`instar_test.chrf`,
     `instar_test.rougeL`), saved for reading in reports/samples/.
-The base stage writes metrics/eval_base/<model>.json; the adapter stage writes
-metrics/eval/<model>.json with the same keys, `delta.<key>` (adapter minus base) and the
-contamination count, and reports/plots/eval_<model>.json for `dvc plots`. The base is its own
-stage so that a change to LoRA or training params does not evaluate it again.
+The base stage writes all its figures to metrics/eval_base/<model>.json, the adapter stage
+to metrics/eval_adapter/<model>.json (scores, plain acc, item and token counts). The metric,
+metrics/eval/<model>.json, holds what experiments are compared on: the adapter's scores (see
+`headline`) and `delta.<key>`, adapter minus base, for each of them. The adapter stage also
+writes reports/plots/eval_<model>.json for `dvc plots`. The base is its own stage so that a
+change to LoRA or training params does not evaluate it again.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from instar.reproducible import pin_torch_threads
 
 METRICS = Path("metrics/eval")
 BASE_METRICS = Path("metrics/eval_base")
-CONTAMINATION = Path("metrics/contamination.json")
+ADAPTER_METRICS = Path("metrics/eval_adapter")
 SAMPLES = Path("reports/samples")
 LM_EVAL = Path("reports/lm_eval")
 PLOTS = Path("reports/plots")
@@ -240,16 +242,32 @@ def evaluate_variant(
     return metrics, generations
 
 
-# Counts, not scores: no delta for them.
-NO_DELTA = (".items", ".tokens", ".records", ".generated")
+TEST_SCORES = (
+    "instar_test.loss",
+    "instar_test.perplexity",
+    "instar_test.chrf",
+    "instar_test.rougeL",
+)
+
+
+def headline(scores: dict[str, Any]) -> dict[str, Any]:
+    """The figures experiments are compared on (each gets a `dvc exp show` column): every
+    benchmark's and mean's acc_norm (acc where a task has no acc_norm), as the leaderboard
+    ranks, and the test split's loss, perplexity, chrF and ROUGE-L. Counts are left out."""
+    keep = {}
+    for key, value in scores.items():
+        stem, _, metric = key.rpartition(".")
+        if key in TEST_SCORES or (
+            key.startswith("oall.")
+            and (metric == "acc_norm" or (metric == "acc" and f"{stem}.acc_norm" not in scores))
+        ):
+            keep[key] = value
+    return keep
 
 
 def deltas(adapter: dict[str, Any], base: dict[str, Any]) -> dict[str, float]:
-    return {
-        f"delta.{k}": round(v - base[k], 6)
-        for k, v in adapter.items()
-        if isinstance(v, int | float) and k in base and not k.endswith(NO_DELTA)
-    }
+    """`delta.<key>`: adapter minus base, for the headline scores both have."""
+    return {f"delta.{k}": round(v - base[k], 6) for k, v in headline(adapter).items() if k in base}
 
 
 def plot_rows(adapter: dict[str, Any], base: dict[str, Any], benchmarks: list[str]) -> list:
@@ -286,9 +304,6 @@ def evaluate_adapter(model: str, m: ModelParams, params: EvaluateParams) -> None
         raise StageError(f"{base_file}: missing; run `dvc repro evaluate_base@{model}` first")
     base = json.loads(base_file.read_text())
     metrics, generations = evaluate_variant(model, m, params, "adapter")
-    metrics.update(deltas(metrics, base))
-    if CONTAMINATION.is_file():
-        metrics.update(json.loads(CONTAMINATION.read_text()))
     base_answers = {g["id"]: g for g in read_jsonl(SAMPLES / "base" / f"{model}.jsonl")}
     side_by_side = []
     for g in generations:
@@ -308,7 +323,8 @@ def evaluate_adapter(model: str, m: ModelParams, params: EvaluateParams) -> None
     write_jsonl(SAMPLES / f"{model}.jsonl", side_by_side)
     plot = plot_rows(metrics, base, list(params.benchmarks.tasks))
     write_json(PLOTS / f"eval_{model}.json", plot)
-    write_json(METRICS / f"{model}.json", metrics)
+    write_json(ADAPTER_METRICS / f"{model}.json", metrics)
+    write_json(METRICS / f"{model}.json", {**headline(metrics), **deltas(metrics, base)})
     console.print(
         f"evaluate {model}: perplexity {base['instar_test.perplexity']} -> "
         f"{metrics['instar_test.perplexity']}"

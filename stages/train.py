@@ -4,8 +4,9 @@ Loss is on the assistant's tokens only (the chat template's {% generation %} mar
 go to dvclive/<model>/ for `dvc plots`; checkpoints to checkpoints/<model>/<run key>/, from
 which a killed run resumes on the next `dvc repro`; the adapter, its tokenizer and a model
 card are written atomically to models/<model>/, final figures to metrics/train/<model>.json.
-How fast it ran (seconds, tokens/s) goes to metrics/perf/train/<model>.json only: every other
-output must be the same bytes on a rerun, and timings never are.
+How fast it ran (seconds, tokens/s) and how (processes, the step it resumed from) go to
+metrics/perf/train/<model>.json only: every other output must be the same bytes on a rerun,
+and timings never are.
 With `num_processes > 1` the stage relaunches itself under `accelerate launch` (DDP or FSDP,
 configs/accelerate/).
 """
@@ -347,14 +348,18 @@ def train(model: str, m: ModelParams) -> dict[str, Any]:
         "epochs": round(trainer.state.epoch or 0, 3),
         "trainable_parameters": trainable,
         "total_parameters": total,
-        "processes": world,
         # what the loaded model runs (instar.modeling.loading.attention), not what was asked
         "attn_implementation": net.config._attn_implementation,
+    }
+    write_text(Path("models") / model / "README.md", model_card.render(model, m, metrics, key))
+    # How this run went, beside its timings: a resumed run ends with the same adapter, card
+    # and figures as an unbroken one, so these must not be in them.
+    how = {
+        "processes": world,
         "resumed_from_step": resumed_from,
         "first_step_this_run": curves.first_step,
     }
-    write_text(Path("models") / model / "README.md", model_card.render(model, m, metrics, key))
-    write_json(PERF / f"{model}.json", perf(elapsed, curves, result.metrics, final_eval))
+    write_json(PERF / f"{model}.json", {**how, **perf(elapsed, curves, result.metrics, final_eval)})
     checkpoints.finish(folder, {"run_key": key, "steps": trainer.state.global_step})
     console.print(
         f"train {model}: loss {metrics['first_logged_loss']} -> "

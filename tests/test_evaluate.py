@@ -13,7 +13,7 @@ import pytest
 from instar.evaluation import harness as benchmarks
 from instar.evaluation.textmetrics import ArabicTokenizer, rouge_l
 from stages.contamination import find, questions
-from stages.evaluate import deltas, fingerprint, plot_rows
+from stages.evaluate import deltas, fingerprint, headline, plot_rows
 from tests.conftest import ROOT
 
 BENCH = ROOT / "data/benchmarks"
@@ -109,6 +109,24 @@ def test_overall_means_unweighted_over_benchmarks_and_weighted_over_items():
     out = benchmarks.overall(per, {"p": {"p1": 30}, "q": {"q1": 10}})
     assert out["oall.mean_unweighted.acc_norm"] == 0.5
     assert out["oall.mean_size_weighted.acc_norm"] == 0.75
+
+
+def test_the_headline_keeps_scores_and_drops_counts_and_plain_acc_beside_acc_norm():
+    scores = {
+        "oall.acva.acc": 0.4, "oall.acva.acc_norm": 0.5, "oall.acva.items": 70,
+        "oall.x.acc": 0.3, "oall.x.items": 3,  # a task without acc_norm keeps acc
+        "oall.mean_unweighted.acc": 0.35, "oall.mean_unweighted.acc_norm": 0.5,
+        "instar_test.loss": 2.0, "instar_test.perplexity": 7.4, "instar_test.tokens": 900,
+        "instar_test.records": 12, "instar_test.generated": 4, "instar_test.chrf": 10.0,
+    }  # fmt: skip
+    assert headline(scores) == {
+        "oall.acva.acc_norm": 0.5,
+        "oall.x.acc": 0.3,
+        "oall.mean_unweighted.acc_norm": 0.5,
+        "instar_test.loss": 2.0,
+        "instar_test.perplexity": 7.4,
+        "instar_test.chrf": 10.0,
+    }
 
 
 def test_deltas_are_adapter_minus_base_for_scores_only():

@@ -16,7 +16,7 @@ from dvc.repo import Repo
 from tests.conftest import ROOT
 
 # Written by a stage, read by a stage or a script: outputs, not metrics.
-BOOKKEEPING = ("metrics/ingest/", "metrics/clean/", "metrics/eval_base/")
+BOOKKEEPING = ("metrics/ingest/", "metrics/clean/", "metrics/eval_base/", "metrics/eval_adapter/")
 BOOKKEEPING_FILES = (
     "metrics/generate.json",
     "metrics/dedup.json",
@@ -63,7 +63,7 @@ def test_the_bookkeeping_files_are_still_uncached_outputs():
         *BOOKKEEPING_FILES,
         TOTALS,
         *(f"metrics/{stage}/{s}.json" for s in p["sources"] for stage in ("ingest", "clean")),
-        *(f"metrics/eval_base/{m}.json" for m in p["models"]),
+        *(f"metrics/{v}/{m}.json" for m in p["models"] for v in ("eval_base", "eval_adapter")),
     ]
     for path in expected:
         assert outs.get(path) is False, f"{path}: not an output with cache: false"

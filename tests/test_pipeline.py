@@ -120,10 +120,10 @@ def test_the_clones_repro_reproduces_the_committed_lock(pipeline):
     assert not differ, "dvc.lock differs from the committed one:\n" + "\n".join(differ)
 
 
-# What `dvc exp show` lists (dvc.yaml's side: tests/test_metrics_declared.py). The flat
-# aim of 60 metric columns does not hold yet: each model's eval and train files hold ~53 keys.
-TOTALS_KEYS = 5
-MODEL_KEYS = 55
+# What `dvc exp show` lists (dvc.yaml's side: tests/test_metrics_declared.py): at most 60
+# metric columns for the default profile's two models.
+TOTALS_KEYS = 3
+METRIC_COLUMNS = 60
 
 
 def flat_keys(d: dict) -> int:
@@ -138,8 +138,8 @@ def test_dvc_metrics_show_lists_train_eval_and_the_totals_only(pipeline, own):
     expected += [f"metrics/eval/{m}.json" for m in models]
     assert sorted(data) == sorted([*expected, "metrics/data.json"])
     keys = {f: flat_keys(v["data"]) for f, v in data.items()}
-    assert keys.pop("metrics/data.json") <= TOTALS_KEYS
-    assert sum(keys.values()) <= MODEL_KEYS * len(models), keys
+    assert keys["metrics/data.json"] <= TOTALS_KEYS
+    assert sum(keys.values()) <= METRIC_COLUMNS, keys
 
 
 def test_the_per_source_counts_are_still_read_by_path(pipeline, own):

@@ -106,12 +106,13 @@ def test_the_readme_commands_rehearse_the_paper_profile(pipeline, stand_in, tmp_
     (ref,) = [r for r in refs if r.endswith("/rehearsal")]
     resumed = []
     for m in ("llamar-8b", "gemmar-7b"):
-        shown = subprocess.run(
-            ["git", "show", f"{ref}:metrics/train/{m}.json"], cwd=repo, capture_output=True
-        )
-        train = json.loads(shown.stdout)
-        assert train["steps"] == 6
-        resumed.append(train["resumed_from_step"])
+
+        def shown(path):
+            out = subprocess.run(["git", "show", f"{ref}:{path}"], cwd=repo, capture_output=True)
+            return json.loads(out.stdout)
+
+        assert shown(f"metrics/train/{m}.json")["steps"] == 6
+        resumed.append(shown(f"metrics/perf/train/{m}.json")["resumed_from_step"])
     assert sorted(resumed, key=str) == sorted([step, None], key=str)  # one model was killed
 
     again = make_paper(repo, environ)

@@ -265,8 +265,10 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_where_an_unbroken_one
     repo = make_repo(tmp_path, "m", m)
     _finish(_stage(repo, "m"))
     whole = json.loads((repo / "metrics/train/m.json").read_text())
+    card = (repo / "models/m/README.md").read_bytes()
     lr, loss = _curve(repo, "m", "learning_rate"), _curve(repo, "m", "loss")
-    assert whole["steps"] == 48 and whole["resumed_from_step"] is None
+    assert whole["steps"] == 48
+    assert json.loads((repo / "metrics/perf/train/m.json").read_text())["resumed_from_step"] is None
     assert (repo / "models/m/adapter/adapter_model.safetensors").is_file()
     assert (repo / "models/m/README.md").read_text().startswith("---\nlibrary_name: peft")
     for p in ("checkpoints", "dvclive", "metrics", "models/m/adapter"):
@@ -289,10 +291,14 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_where_an_unbroken_one
 
     out = _finish(_stage(repo, "m"))
     assert f"resuming from {ckpt.name}" in out
+    how = json.loads((repo / "metrics/perf/train/m.json").read_text())
+    assert how["resumed_from_step"] == at
+    assert how["first_step_this_run"] > at
     resumed = json.loads((repo / "metrics/train/m.json").read_text())
-    assert resumed["resumed_from_step"] == at
-    assert resumed["first_step_this_run"] > at
     assert resumed["steps"] == whole["steps"]
+    # how the run went is not in the cached figures or the card
+    assert "resumed_from_step" not in resumed
+    assert b"resumed_from_step" not in card + (repo / "models/m/README.md").read_bytes()
     # Scheduler state carried over: the learning rate after the checkpoint is the unbroken
     # run's, step for step (a fresh scheduler would warm up again from 0).
     lr2, loss2 = _curve(repo, "m", "learning_rate"), _curve(repo, "m", "loss")
@@ -312,7 +318,8 @@ def test_two_processes_train_on_different_batches(tmp_path):
     out = _finish(_stage(repo, "m"))
     assert "accelerate.commands.launch" in out
     metrics = json.loads((repo / "metrics/train/m.json").read_text())
-    assert metrics["processes"] == 2 and metrics["steps"] == 8
+    assert json.loads((repo / "metrics/perf/train/m.json").read_text())["processes"] == 2
+    assert metrics["steps"] == 8
     assert (
         metrics["attn_implementation"] == "sdpa"
     )  # CPU: what instar.modeling.loading.attention chose
