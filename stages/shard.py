@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
-
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from instar.cards.dataset_card import card_charts, dataset_card
 from instar.console import StageError, console, parser, progress, run
 from instar.params.shard import ShardParams
-from instar.records.schema import RECORD_SCHEMA, group_key
+from instar.records.schema import group_key
 from instar.records.storage import (
+    RecordWriter,
     atomic_dir,
     count_rows,
     file_digest,
@@ -46,45 +45,6 @@ def split_of(key: str, params: ShardParams) -> str:
     return "train"
 
 
-class ShardWriter:
-    """Rolling Parquet shards of at most `rows_per_shard` rows in one split folder."""
-
-    def __init__(self, folder: Path, rows_per_shard: int, batch: int = 4096):
-        self.folder, self.rows_per_shard, self.batch = folder, rows_per_shard, batch
-        self.files: list[Path] = []
-        self._buf: list[dict] = []
-        self._writer: pq.ParquetWriter | None = None
-        self._in_shard = 0
-
-    def write(self, rec: dict) -> None:
-        if self._writer is None or self._in_shard >= self.rows_per_shard:
-            self._roll()
-        self._buf.append(rec)
-        self._in_shard += 1
-        if len(self._buf) >= self.batch or self._in_shard >= self.rows_per_shard:
-            self._flush()
-
-    def _roll(self) -> None:
-        self._flush()
-        if self._writer:
-            self._writer.close()
-        path = self.folder / f"part-{len(self.files):05d}.parquet"
-        self.files.append(path)
-        self._writer = pq.ParquetWriter(path, RECORD_SCHEMA, compression="zstd")
-        self._in_shard = 0
-
-    def _flush(self) -> None:
-        if self._buf:
-            self._writer.write_table(pa.Table.from_pylist(self._buf, schema=RECORD_SCHEMA))
-            self._buf = []
-
-    def close(self) -> None:
-        if self._writer is None:  # an empty split still gets one (empty) shard
-            self._roll()
-        self._flush()
-        self._writer.close()
-
-
 def shard(params: ShardParams) -> dict[str, Any]:
     if not IN.exists():
         raise StageError(f"{IN}: not found; run `dvc repro validate` first")
@@ -98,23 +58,23 @@ def shard(params: ShardParams) -> dict[str, Any]:
 
 
 def build(tmp: Path, params: ShardParams) -> dict[str, Any]:
-    writers = {s: ShardWriter(tmp / s, params.rows_per_shard) for s in SPLITS}
-    for w in writers.values():
-        w.folder.mkdir(parents=True)
     counts: dict[str, Counter] = {s: Counter() for s in SPLITS}
     lengths: dict[str, list[int]] = {"instruction": [], "output": []}
-    for rec in progress(iter_records(IN), "shard", count_rows(IN)):
-        split = split_of(group_key(rec), params)
-        writers[split].write(rec)
-        c = counts[split]
-        c["records"] += 1
-        c[f"task/{rec['task']}"] += 1
-        c[f"source/{rec['source']}"] += 1
-        c[f"origin/{rec['origin']}"] += 1
-        for f in lengths:
-            lengths[f].append(len(rec[f].split()))
-    for w in writers.values():
-        w.close()
+    with ExitStack() as stack:
+        writers = {
+            s: stack.enter_context(RecordWriter(tmp / s, rows_per_file=params.rows_per_shard))
+            for s in SPLITS
+        }
+        for rec in progress(iter_records(IN), "shard", count_rows(IN)):
+            split = split_of(group_key(rec), params)
+            writers[split].write(rec)
+            c = counts[split]
+            c["records"] += 1
+            c[f"task/{rec['task']}"] += 1
+            c[f"source/{rec['source']}"] += 1
+            c[f"origin/{rec['origin']}"] += 1
+            for f in lengths:
+                lengths[f].append(len(rec[f].split()))
     manifest = {
         "params": params.model_dump(),
         "records": sum(c["records"] for c in counts.values()),

@@ -46,12 +46,11 @@ from instar.records.schema import (
     FIELDS,
     ORIGINS,
     QUARANTINE_SCHEMA,
-    RECORD_SCHEMA,
     TASKS,
     TEXT_FIELDS,
     record_id,
 )
-from instar.records.storage import atomic_path, write_json
+from instar.records.storage import RecordWriter, write_json
 from instar.text.arabic import arabic_enough
 
 IN = Path("data/dedup/instar.parquet")
@@ -348,9 +347,8 @@ def validate(
             # DVC removes it before the run; by hand, a stale file would still feed shard.
             out.unlink(missing_ok=True)
         else:
-            with atomic_path(out, ".parquet") as tmp:
-                table = pyarrow.Table.from_pandas(passed[list(FIELDS)], preserve_index=False)
-                pq.write_table(table.cast(RECORD_SCHEMA), tmp, compression="zstd")
+            with RecordWriter(out) as w:
+                w.write_table(pyarrow.Table.from_pandas(passed[list(FIELDS)], preserve_index=False))
     return {"summary": summary, "problems": problems}
 
 
@@ -389,9 +387,8 @@ def write_quarantine(df: pd.DataFrame, row_fails: pd.DataFrame, bad_rows: list[i
     q["stage"] = "validate"
     q["rule"] = (first["column"] + ":" + first["check"]).to_list() if bad_rows else []
     q["value"] = first["value"].to_list() if bad_rows else []
-    with atomic_path(QUARANTINE, ".parquet") as tmp:
-        table = pyarrow.Table.from_pandas(q, preserve_index=False)
-        pq.write_table(table.cast(QUARANTINE_SCHEMA), tmp, compression="zstd")
+    with RecordWriter(QUARANTINE, QUARANTINE_SCHEMA) as w:
+        w.write_table(pyarrow.Table.from_pandas(q, preserve_index=False))
 
 
 def dataset_totals(sources: list[str], summary: dict[str, Any]) -> dict[str, int]:

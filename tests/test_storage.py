@@ -118,3 +118,24 @@ def test_what_a_killed_run_left_goes_at_the_next_and_a_first_run_needs_no_old_tr
     assert tree(tmp_path / "out")["manifest.json"] == "new manifest"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     assert (tmp_path / "out").stat().st_mode & 0o777 == 0o777 & ~storage._UMASK
+
+
+def test_the_record_writer_rolls_files_of_at_most_rows_per_file_and_always_writes_one(tmp_path):
+    import pyarrow.parquet as pq
+
+    from instar.records.schema import make_record
+
+    recs = [make_record(instruction=f"سؤال {i}", output="جواب", source="s", source_row=i,
+                        origin="collected", task="open_qa") for i in range(7)]  # fmt: skip
+    with storage.RecordWriter(tmp_path / "rolled", batch_size=2, rows_per_file=3) as w:
+        for r in recs:
+            w.write(r)
+    assert [p.name for p in w.files] == [f"part-0000{i}.parquet" for i in range(3)]
+    assert [pq.ParquetFile(p).metadata.num_rows for p in w.files] == [3, 3, 1]
+    back = [r for p in w.files for r in pq.read_table(p).to_pylist()]
+    assert [r["id"] for r in back] == [r["id"] for r in recs] and w.rows == 7
+    assert sorted(os.listdir(tmp_path / "rolled")) == [p.name for p in w.files]  # no temp left
+
+    with storage.RecordWriter(tmp_path / "none", rows_per_file=3) as empty:
+        pass
+    assert [pq.ParquetFile(p).metadata.num_rows for p in empty.files] == [0]

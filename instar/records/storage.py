@@ -115,29 +115,61 @@ def write_text(path: str | Path, text: str) -> None:
 
 
 class RecordWriter:
-    """Streams record dicts into one Parquet file, atomically, in row groups of `batch_size`."""
+    """Streams records into Parquet in row groups of `batch_size`, each file written
+    atomically: one file at `path`, or with `rows_per_file` rolling shards
+    `path/part-00000.parquet`, `part-00001.parquet`, ... (at least one, empty when no row
+    came, so DVC tracks a stable output)."""
 
-    def __init__(self, path: str | Path, schema: pa.Schema = RECORD_SCHEMA, batch_size: int = 4096):
+    def __init__(
+        self,
+        path: str | Path,
+        schema: pa.Schema = RECORD_SCHEMA,
+        batch_size: int = 4096,
+        rows_per_file: int | None = None,
+    ):
         self.path, self.schema, self.batch_size = Path(path), schema, batch_size
+        self.rows_per_file = rows_per_file
         self.rows = 0
+        self.files: list[Path] = []
         self._buf: list[dict[str, Any]] = []
-        self._ctx = atomic_path(self.path, ".parquet")
+        self._ctx = None
         self._writer: pq.ParquetWriter | None = None
+        self._in_file = 0
 
     def __enter__(self) -> RecordWriter:
-        self._tmp = self._ctx.__enter__()
-        self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
+        self._open()
         return self
 
+    def _open(self) -> None:
+        path = self.path
+        if self.rows_per_file is not None:
+            path = self.path / f"part-{len(self.files):05d}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self.files.append(path)
+        self._ctx = atomic_path(path, ".parquet")
+        self._writer = pq.ParquetWriter(self._ctx.__enter__(), self.schema, compression="zstd")
+        self._in_file = 0
+
+    def _close(self, exc_type=None, exc=None, tb=None) -> None:
+        self._writer.close()
+        self._ctx.__exit__(exc_type, exc, tb)
+
     def write(self, rec: dict[str, Any]) -> None:
+        if self.rows_per_file is not None and self._in_file >= self.rows_per_file:
+            self._flush()
+            self._close()
+            self._open()
         self._buf.append(rec)
+        self._in_file += 1
         if len(self._buf) >= self.batch_size:
             self._flush()
 
     def write_table(self, table: pa.Table) -> None:
+        """A whole table into the current file (no rolling: for a single-file writer)."""
         self._flush()
         self._writer.write_table(table.select(self.schema.names).cast(self.schema))
         self.rows += table.num_rows
+        self._in_file += table.num_rows
 
     def _flush(self) -> None:
         if self._buf:
@@ -148,8 +180,7 @@ class RecordWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self._flush()
-        self._writer.close()
-        self._ctx.__exit__(exc_type, exc, tb)
+        self._close(exc_type, exc, tb)
 
 
 class Quarantine(RecordWriter):
