@@ -19,8 +19,9 @@ from instar.params import core as config
 from instar.params.clean import CleanParams, LengthLimit
 from instar.params.sources import SourceParams
 from instar.records.paths import clean_path, quarantine_path, raw_path
+from instar.records.quarantine import Drop, Quarantine
 from instar.records.schema import TEXT_FIELDS, with_id
-from instar.records.storage import Quarantine, RecordWriter, count_rows, iter_records, write_json
+from instar.records.storage import RecordWriter, count_rows, iter_records, write_json
 from instar.text.arabic import arabic_ratio, dedup_key, has_letters, normalise, words
 from instar.text.language import arabic_confidence
 from instar.text.repetition import (
@@ -31,7 +32,7 @@ from instar.text.repetition import (
 from instar.text.scrub import scrub_pii, strip_markup
 
 Record = dict[str, Any]
-Rule = Callable[[Record, CleanParams], Any]
+Rule = Callable[[Record, CleanParams], Drop | None]
 
 
 def normalise_record(rec: Record, params: CleanParams, scrubbed: Counter) -> Record:
@@ -82,25 +83,26 @@ def length(rec: Record, limit: LengthLimit) -> int:
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-# Each rule returns None when the record passes, else the value that failed. The first
-# failing rule, in this order, is the one recorded.
+# Each rule returns None when the record passes, else its Drop: the rule's name and the value
+# that failed. The first failing rule, in RULES' order, is the one recorded.
 def _empty_output(r, p):
-    return "" if not r["output"].strip() else None
+    return Drop("empty_output", "") if not r["output"].strip() else None
 
 
 def _short_output(r, p):
     n = words(r["output"])
-    return n if n < p.min_output_words_by_task.get(r["task"], p.min_output_words) else None
+    limit = p.min_output_words_by_task.get(r["task"], p.min_output_words)
+    return Drop("short_output", n) if n < limit else None
 
 
 def _short_instruction(r, p):
     n = words(r["instruction"])
-    return n if n < p.min_instruction_words else None
+    return Drop("short_instruction", n) if n < p.min_instruction_words else None
 
 
 def _too_long(r, p):
     n = length(r, p.max_length)
-    return n if n > p.max_length.limit else None
+    return Drop("too_long", n) if n > p.max_length.limit else None
 
 
 def _arabic_ratio(r, p):
@@ -110,33 +112,34 @@ def _arabic_ratio(r, p):
     parts = [prompt] if r["task"] in p.non_arabic_output_tasks else [prompt, r["output"]]
     ratios = [arabic_ratio(part) for part in parts if has_letters(part)]
     x = min(ratios, default=0.0)
-    return round(x, 3) if x < p.min_arabic_ratio else None
+    return Drop("arabic_ratio", round(x, 3)) if x < p.min_arabic_ratio else None
 
 
-CHEAP_RULES: dict[str, Rule] = {
-    "empty_output": _empty_output,
-    "short_output": _short_output,
-    "short_instruction": _short_instruction,
-    "too_long": _too_long,
-    "arabic_ratio": _arabic_ratio,
-}
+CHEAP_RULES: list[Rule] = [
+    _empty_output,
+    _short_output,
+    _short_instruction,
+    _too_long,
+    _arabic_ratio,
+]
 
 
-def _repetition(r, p) -> tuple[str, float] | None:
+def _repetition(r, p):
+    """`repetition:<check>`: the first of the repetition checks the output fails."""
     rp = p.repetition
     if words(r["output"]) < rp.min_words:
         return None
     x = duplicate_line_fraction(r["output"])
     if x > rp.max_duplicate_line_fraction:
-        return "duplicate_lines", x
+        return Drop("repetition:duplicate_lines", round(x, 3))
     toks = r["output"].split()
     for n, limit in sorted(rp.max_top_ngram_fraction.items()):
         if (x := top_ngram_fraction(toks, n)) > limit:
-            return f"top_{n}gram", x
+            return Drop(f"repetition:top_{n}gram", round(x, 3))
     for n, limit in sorted(rp.max_duplicate_ngram_fraction.items()):
         x = duplicate_ngram_fraction(toks, n)
         if x > limit:
-            return f"duplicate_{n}gram", x
+            return Drop(f"repetition:duplicate_{n}gram", round(x, 3))
         if x == 0:  # no n-gram repeats, so no longer one can: the rest are 0 too
             break
     return None
@@ -146,23 +149,23 @@ def _instruction_equals_output(r, p):
     a, b = len(r["instruction"]), len(r["output"])
     if abs(a - b) > 0.3 * max(a, b):  # the key only drops marks and spaces: cheap early out
         return None
-    return r["output"][:80] if dedup_key(r["instruction"]) == dedup_key(r["output"]) else None
+    same = dedup_key(r["instruction"]) == dedup_key(r["output"])
+    return Drop("instruction_equals_output", r["output"][:80]) if same else None
 
 
-RULES = [*CHEAP_RULES, "language", "repetition", "instruction_equals_output"]
+# The rule names, in order, as metrics/clean/<source>.json counts them.
+RULES = [
+    "empty_output", "short_output", "short_instruction", "too_long", "arabic_ratio",
+    "language", "repetition", "instruction_equals_output",
+]  # fmt: skip
 
 
-def judge(batch: list[Record], params: CleanParams) -> list[tuple[str, Any] | None]:
+def judge(batch: list[Record], params: CleanParams) -> list[Drop | None]:
     """The first failing rule of each record (None: keep). Language ID runs once a batch,
     on both cores, and only on records that passed the cheap rules."""
-    verdicts: list[tuple[str, Any] | None] = []
+    verdicts: list[Drop | None] = []
     for rec in batch:
-        verdict = None
-        for name, rule in CHEAP_RULES.items():
-            if (value := rule(rec, params)) is not None:
-                verdict = (name, value)
-                break
-        verdicts.append(verdict)
+        verdicts.append(next((d for rule in CHEAP_RULES if (d := rule(rec, params))), None))
     todo = [i for i, v in enumerate(verdicts) if v is None]
     parts = [(i, text) for i in todo for text in language_parts(batch[i], params)]
     lowest: dict[int, float] = {}
@@ -173,11 +176,9 @@ def judge(batch: list[Record], params: CleanParams) -> list[tuple[str, Any] | No
     for i in todo:
         rec, conf = batch[i], lowest.get(i, 0.0)
         if conf < params.language.min_arabic_confidence:
-            verdicts[i] = ("language", round(conf, 3))
-        elif rep := _repetition(rec, params):
-            verdicts[i] = (f"repetition:{rep[0]}", round(rep[1], 3))
-        elif (value := _instruction_equals_output(rec, params)) is not None:
-            verdicts[i] = ("instruction_equals_output", value)
+            verdicts[i] = Drop("language", round(conf, 3))
+        else:
+            verdicts[i] = _repetition(rec, params) or _instruction_equals_output(rec, params)
     return verdicts
 
 
@@ -201,7 +202,7 @@ def clean(source: str, params: CleanParams) -> dict[str, Any]:
             batch = [normalise_record(r, params, scrubbed) for r in batch]
             for rec, verdict in zip(batch, judge(batch, params), strict=True):
                 if verdict:
-                    quarantine.reject(rec, *verdict)
+                    quarantine.reject(rec, verdict)
                 else:
                     out.write(rec)
     dropped = Counter()

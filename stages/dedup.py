@@ -25,9 +25,9 @@ from instar.console import StageError, console, parser, progress, run
 from instar.params import core as config
 from instar.params.dedup import DedupParams, NearDedupParams
 from instar.records.paths import clean_path, source_names
+from instar.records.quarantine import Drop, Quarantine
 from instar.records.schema import load_meta
 from instar.records.storage import (
-    Quarantine,
     RecordWriter,
     count_rows,
     iter_records,
@@ -191,7 +191,7 @@ def dedup(sources: list[str], params: DedupParams) -> dict[str, Any]:
             if hit:
                 rule, k, jaccard = hit
                 survivor, kept_source = survivors[k]
-                quarantine.reject(rec, rule, f"{survivor} (jaccard {jaccard:.2f})")
+                quarantine.reject(rec, Drop(rule, f"{survivor} (jaccard {jaccard:.2f})"))
                 per_source[src][rule] += 1
                 pairs[f"{kept_source}|{src}"] += 1
                 pair_clusters.setdefault(f"{kept_source}|{src}", set()).add(k)

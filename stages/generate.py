@@ -35,9 +35,10 @@ from instar.params import core as config
 from instar.params.generate import GenerateParams, SamplingParams
 from instar.params.sources import TextSourceParams
 from instar.records.paths import quarantine_path
+from instar.records.quarantine import Drop, Quarantine
 from instar.records.readers import read_rows
 from instar.records.schema import make_record
-from instar.records.storage import Quarantine, RecordWriter, atomic_path, write_json
+from instar.records.storage import RecordWriter, atomic_path, write_json
 from instar.text.arabic import arabic_ratio, dedup_key, words
 
 OUTPUT = Path("data/generated/synthetic.parquet")
@@ -72,7 +73,7 @@ class Prompt:
 # --- streaming and picking paragraphs -------------------------------------------------------
 
 
-def _rows(src: TextSourceParams) -> Iterator[tuple[int, Any, str | None]]:
+def _rows(src: TextSourceParams) -> Iterator[tuple[int, Any]]:
     if src.format == "hf":  # streamed from the hub shard by shard, never stored whole
         import datasets
 
@@ -83,7 +84,7 @@ def _rows(src: TextSourceParams) -> Iterator[tuple[int, Any, str | None]]:
             revision=src.hf.revision,
             streaming=True,
         )
-        return ((i, row, None) for i, row in enumerate(ds))
+        return enumerate(ds)
     path = Path(src.path)
     if not path.exists():
         raise StageError(f"{path}: text source file not found")
@@ -94,11 +95,11 @@ def stream_paragraphs(
     name: str, src: TextSourceParams, counts: Counter, max_scan: int | None = None
 ) -> Iterator[Paragraph]:
     """Paragraphs of one text source, one row in memory at a time; unreadable rows counted."""
-    for n, (i, row, problem) in enumerate(_rows(src)):
+    for n, (i, row) in enumerate(_rows(src)):
         if max_scan is not None and n >= max_scan:
             return
         counts["scanned"] += 1
-        text = row.get(src.text_column) if isinstance(row, dict) and not problem else None
+        text = row.get(src.text_column) if isinstance(row, dict) else None  # not a Drop
         if not isinstance(text, str) or not text.strip():
             counts["unreadable"] += 1
             continue
@@ -311,17 +312,17 @@ def similarity(a: str, b: str) -> float:
     return difflib.SequenceMatcher(None, dedup_key(a).split(), dedup_key(b).split()).ratio()
 
 
-def check_answer(ans: dict[str, str], paragraph: Paragraph) -> tuple[str, str] | None:
+def check_answer(ans: dict[str, str], paragraph: Paragraph) -> Drop | None:
     """The first rule the answer breaks, with the failing value; None if it is fit."""
     for f in ("instruction", "output"):
         if not ans[f]:
-            return f"empty_{f}", ""
+            return Drop(f"empty_{f}", json.dumps(ans, ensure_ascii=False))
     for f in ("instruction", "output"):
         if arabic_ratio(ans[f]) < MIN_ARABIC_RATIO:
-            return "not_arabic", f"{f}: {ans[f][:200]}"
+            return Drop("not_arabic", f"{f}: {ans[f][:200]}")
     for f in ("instruction", "output"):
         if similarity(ans[f], paragraph.text) >= COPY_SIMILARITY:
-            return "copy_of_paragraph", f"{f}: {ans[f][:200]}"
+            return Drop("copy_of_paragraph", f"{f}: {ans[f][:200]}")
     return None
 
 
@@ -484,16 +485,16 @@ def write_outputs(
             if entry is None:
                 reply = failures.get(p.key) or teacher.Reply(None, "no_answer")
                 bad = make_record(instruction="", output="", input=p.paragraph.text, **base)
-                quarantine.reject(bad, reply.failure, reply.detail or reply.text or "")
+                quarantine.reject(bad, Drop(reply.failure, reply.detail or reply.text or ""))
                 continue
             try:
                 ans = parse_answer(entry["answer"] or "")
                 broken = check_answer(ans, p.paragraph)
             except AnswerError as e:
-                ans, broken = None, (e.rule, entry["answer"] or "")
+                ans, broken = None, Drop(e.rule, entry["answer"] or "", e.detail)
             if broken:
                 bad = make_record(instruction="", output="", input=p.paragraph.text, **base)
-                quarantine.reject(bad, broken[0], broken[1] or entry["answer"])
+                quarantine.reject(bad, broken)
                 continue
             out.write(make_record(**ans, **base))
             kept[p.task] += 1

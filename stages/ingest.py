@@ -22,9 +22,10 @@ from instar.params import core as config
 from instar.params.ingest import IngestParams
 from instar.params.sources import SourceParams
 from instar.records.paths import quarantine_path, raw_path
+from instar.records.quarantine import Drop, Quarantine
 from instar.records.readers import columns_of, read_rows
 from instar.records.schema import FIELDS, ORIGINS, dump_meta, load_meta, make_record
-from instar.records.storage import Quarantine, RecordWriter, write_json
+from instar.records.storage import RecordWriter, write_json
 
 REQUIRED = ("instruction", "output")
 OPTIONAL = ("input", "system", "task", "topic")
@@ -36,24 +37,29 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else str(value)
 
 
-def instruction_records(
-    name: str, src: SourceParams, rows: Iterator
-) -> Iterator[tuple[int, dict | None, str | None, str]]:
-    """Map instruction rows onto the schema; yield (row, record, problem, raw_value)."""
+# What a mapper yields: (row number, a record or the Drop of a row it cannot map).
+Mapped = Iterator[tuple[int, dict | Drop]]
+
+
+def _as_text(row: dict) -> str:
+    return json.dumps(row, ensure_ascii=False, default=str)
+
+
+def _missing(row: dict, column: str) -> Drop:
+    return Drop("missing value", _as_text(row), f"column {column!r}")
+
+
+def instruction_records(name: str, src: SourceParams, rows: Iterator) -> Mapped:
+    """Map instruction rows onto the schema."""
     col = {f: src.columns.get(f, f) for f in (*REQUIRED, *OPTIONAL)}
-    for i, row, problem in rows:
-        if problem:
-            yield i, None, problem, row if isinstance(row, str) else ""
+    for i, row in rows:
+        if isinstance(row, Drop):
+            yield i, row
             continue
         # Absent or null is a broken row; an empty string is a value that clean will judge.
         missing = [col[f] for f in REQUIRED if row.get(col[f]) is None]
         if missing:
-            yield (
-                i,
-                None,
-                f"missing value (column {missing[0]!r})",
-                json.dumps(row, ensure_ascii=False, default=str),
-            )
+            yield i, _missing(row, missing[0])
             continue
         origin = src.origin
         if src.origin_column:
@@ -73,35 +79,31 @@ def instruction_records(
                 origin=origin,
                 meta=meta,
             ),
-            None,
-            "",
         )
 
 
-def records_records(
-    name: str, src: SourceParams, rows: Iterator
-) -> Iterator[tuple[int, dict | None, str | None, str]]:
+def records_records(name: str, src: SourceParams, rows: Iterator) -> Mapped:
     """Rows already in the record schema: checked, renamed to this source, id recomputed.
     Where they came from before (a text source's row) stays in meta as `from_source`."""
-    for i, row, problem in rows:
-        raw = json.dumps(row, ensure_ascii=False, default=str) if isinstance(row, dict) else ""
-        if problem:
-            yield i, None, problem, raw
+    for i, row in rows:
+        if isinstance(row, Drop):
+            yield i, row
             continue
+        raw = _as_text(row)
         if row.get("origin") not in ORIGINS:
-            yield i, None, f"unknown origin ({row.get('origin')!r})", raw
+            yield i, Drop("unknown origin", raw, repr(row.get("origin")))
             continue
         try:
             meta = load_meta(row.get("meta") or "")
         except json.JSONDecodeError as e:
-            yield i, None, f"meta not JSON ({e.msg})", raw
+            yield i, Drop("meta not JSON", raw, e.msg)
             continue
         if not isinstance(meta, dict):
-            yield i, None, "meta not JSON (not an object)", raw
+            yield i, Drop("meta not JSON", raw, "not an object")
             continue
         missing = [f for f in ("instruction", "output", "task") if row.get(f) is None]
         if missing:
-            yield i, None, f"missing value (column {missing[0]!r})", raw
+            yield i, _missing(row, missing[0])
             continue
         meta.setdefault("from_source", row.get("source"))
         meta.setdefault("from_row", row.get("source_row"))
@@ -119,8 +121,6 @@ def records_records(
                 origin=row["origin"],
                 meta=meta,
             ),
-            None,
-            "",
         )
 
 
@@ -136,35 +136,26 @@ def load_template(path: Path, entry: str) -> dict[str, Any]:
 
 def task_records(
     name: str, src: SourceParams, rows: Iterator, template: dict, per_item: int, seed: int
-) -> Iterator[tuple[int, dict | None, str | None, str]]:
+) -> Mapped:
     """Render `per_item` phrasings of each labelled item, chosen reproducibly per item."""
     phrasings = template["phrasings"]
     labels = template.get("labels") or {}
     k = min(per_item, len(phrasings))
-    for i, row, problem in rows:
-        if problem:
-            yield i, None, problem, row if isinstance(row, str) else ""
+    for i, row in rows:
+        if isinstance(row, Drop):
+            yield i, row
             continue
         values = {p: _text(row.get(src.columns.get(p, p))) for p in _placeholders(phrasings)}
         empty = [p for p, v in values.items() if p != "label" and not v] + (
             ["label"] if "label" in values and not values["label"] else []
         )
         if empty:
-            yield (
-                i,
-                None,
-                f"missing value (column {src.columns.get(empty[0], empty[0])!r})",
-                json.dumps(row, ensure_ascii=False, default=str),
-            )
+            yield i, _missing(row, src.columns.get(empty[0], empty[0]))
             continue
         if labels:
-            if values.get("label") not in labels:
-                yield (
-                    i,
-                    None,
-                    f"unknown label ({values.get('label')!r}; known: {', '.join(labels)})",
-                    str(values.get("label")),
-                )
+            label = values.get("label")
+            if label not in labels:
+                yield i, Drop("unknown label", str(label), f"{label!r}; known: {', '.join(labels)}")
                 continue
             values["label"] = labels[values["label"]]
         item_key = hashlib.sha256(dump_meta(values).encode()).hexdigest()[:16]
@@ -184,8 +175,6 @@ def task_records(
                     origin=src.origin,
                     meta={"group": f"{name}:{item_key}", "template": ph["id"], **meta_extra},
                 ),
-                None,
-                "",
             )
 
 
@@ -246,29 +235,26 @@ def ingest(name: str, src: SourceParams, params: IngestParams) -> dict[str, int]
         RecordWriter(raw_path(name), batch_size=params.batch_size) as out,
         Quarantine(quarantine_path("ingest", name), "ingest", params.batch_size) as quarantine,
     ):
-        for i, rec, problem, value in progress(records, f"ingest {name}"):
-            if rec is not None:
+        for i, rec in progress(records, f"ingest {name}"):
+            if not isinstance(rec, Drop):
                 out.write(rec)
                 kept += 1
                 continue
             if src.on_error == "fail":
                 raise StageError(
-                    f"{path}: row {i}: {problem} (set sources.{name}.on_error: quarantine "
+                    f"{path}: row {i}: {rec} (set sources.{name}.on_error: quarantine "
                     "to set such rows aside and go on)"
                 )
             bad += 1
-            quarantine.reject(
-                make_record(
-                    instruction="",
-                    output="",
-                    source=name,
-                    source_row=i,
-                    origin=src.origin,
-                    task=src.default_task,
-                ),
-                problem.split(" (")[0],
-                value or problem,
+            lineage = make_record(
+                instruction="",
+                output="",
+                source=name,
+                source_row=i,
+                origin=src.origin,
+                task=src.default_task,
             )
+            quarantine.reject(lineage, rec)
         if kept == 0 and bad == 0:
             raise StageError(f"{path}: source {name!r} has no rows")
     counts = {"records": kept, "quarantined": bad, "rules": quarantine.by_rule}

@@ -42,10 +42,10 @@ from instar.console import StageError, console, parser, run
 from instar.params import core as config
 from instar.params.validate import ValidateParams
 from instar.records import paths
+from instar.records.quarantine import Drop, Quarantine
 from instar.records.schema import (
     FIELDS,
     ORIGINS,
-    QUARANTINE_SCHEMA,
     TASKS,
     TEXT_FIELDS,
     record_id,
@@ -381,14 +381,14 @@ def summarise_expectations(outcomes) -> dict[str, Any]:
 
 
 def write_quarantine(df: pd.DataFrame, row_fails: pd.DataFrame, bad_rows: list[int]) -> None:
+    """Each failing row with its first failure (`column:check`) and the value that failed."""
     first = row_fails.assign(row=row_fails["row"].astype(int)).drop_duplicates("row")
-    first = first.set_index("row").loc[bad_rows] if bad_rows else first.set_index("row")
-    q = df.iloc[bad_rows][list(FIELDS)].copy() if bad_rows else df.head(0)[list(FIELDS)].copy()
-    q["stage"] = "validate"
-    q["rule"] = (first["column"] + ":" + first["check"]).to_list() if bad_rows else []
-    q["value"] = first["value"].to_list() if bad_rows else []
-    with RecordWriter(QUARANTINE, QUARANTINE_SCHEMA) as w:
-        w.write_table(pyarrow.Table.from_pandas(q, preserve_index=False))
+    first = first.set_index("row")
+    with Quarantine(QUARANTINE, "validate") as quarantine:
+        for row in bad_rows:
+            f = first.loc[row]
+            rec = df.iloc[row][list(FIELDS)].to_dict()
+            quarantine.reject(rec, Drop(f"{f['column']}:{f['check']}", f["value"]))
 
 
 def dataset_totals(sources: list[str], summary: dict[str, Any]) -> dict[str, int]:

@@ -240,5 +240,5 @@ def test_too_long_can_count_tokens_of_a_named_tokenizer(tmp_path):
     )
     r = rec(output="عاصمة مصر هي مدينة القاهرة.")  # 8 words, more than 12 byte-level tokens
     assert verdict(r, words_limit) is None
-    rule, n = verdict(r, tokens_limit)
-    assert rule == "too_long" and n > 12
+    drop = verdict(r, tokens_limit)
+    assert drop.rule == "too_long" and drop.value > 12

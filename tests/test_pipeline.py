@@ -217,7 +217,7 @@ def test_every_record_points_back_to_its_raw_row(pipeline):
     records = instar(pipeline)
     assert len({r["id"] for r in records}) == len(records)
     for name, src in p["sources"].items():
-        raw = {i: row for i, row, _ in read_rows(pipeline / src["path"], src["format"])}
+        raw = {i: row for i, row in read_rows(pipeline / src["path"], src["format"])}
         mine = [r for r in records if r["source"] == name]
         assert mine, name
         for r in mine:

@@ -1,8 +1,9 @@
 """Read raw sources row by row in bounded memory, and say exactly where a row is bad.
 
-Each reader yields `(row_number, row, problem)`: `row` is a dict, or for a broken row its raw
-text (so the quarantine keeps what the source held); a problem names the rule that
-failed so that `ingest` can stop with a clear error or quarantine the row and go on.
+Each reader yields `(row_number, row)`: `row` is a dict, or for a broken row a `Drop` whose
+value is the row's raw text (so the quarantine keeps what the source held) and whose rule
+names what is wrong, so that `ingest` can stop with a clear error or quarantine the row and
+go on.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-Row = tuple[int, dict[str, Any] | str | None, str | None]
+from instar.records.quarantine import Drop
+
+Row = tuple[int, dict[str, Any] | Drop]
 
 
 def read_jsonl(path: Path) -> Iterator[Row]:
@@ -26,20 +29,20 @@ def read_jsonl(path: Path) -> Iterator[Row]:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
                 text = raw.decode("utf-8", "backslashreplace").rstrip("\n")
-                yield i, text, f"not UTF-8 (byte {e.start}: {raw[e.start : e.start + 1]!r})"
+                yield i, Drop("not UTF-8", text, f"byte {e.start}: {raw[e.start : e.start + 1]!r}")
                 continue
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
-                yield i, line.rstrip("\n"), f"malformed JSON ({e.msg} at column {e.colno})"
+                yield i, Drop("malformed JSON", line.rstrip("\n"), f"{e.msg} at column {e.colno}")
                 continue
             if not isinstance(obj, dict):
-                kind = type(obj).__name__
-                yield i, line.rstrip("\n"), f"malformed JSON (a line must be an object, not {kind})"
+                why = f"a line must be an object, not {type(obj).__name__}"
+                yield i, Drop("malformed JSON", line.rstrip("\n"), why)
                 continue
-            yield i, obj, None
+            yield i, obj
 
 
 SURROGATE = re.compile("[\udc80-\udcff]")
@@ -54,7 +57,7 @@ def read_csv(path: Path) -> Iterator[Row]:
         if not header:
             return
         if any(SURROGATE.search(h) for h in header):
-            yield 0, None, "not UTF-8 in the header"
+            yield 0, Drop("not UTF-8 in the header", _escaped(",".join(header)))
             return
         i = 0
         while True:
@@ -63,24 +66,26 @@ def read_csv(path: Path) -> Iterator[Row]:
             except StopIteration:
                 return
             except csv.Error as e:
-                yield i, None, f"malformed CSV ({e})"
+                yield i, Drop("malformed CSV", str(e), str(e))
                 i += 1
                 continue
             if None in row or any(v is None for v in row.values()):
-                yield i, _raw(row), f"malformed CSV ({len(header)} fields expected)"
+                yield i, Drop("malformed CSV", _raw(row), f"{len(header)} fields expected")
             elif bad := next((v for v in row.values() if SURROGATE.search(v)), None):
                 byte = SURROGATE.search(bad).group().encode("utf-8", "surrogateescape")
-                yield i, _raw(row), f"not UTF-8 (byte {byte!r})"
+                yield i, Drop("not UTF-8", _raw(row), f"byte {byte!r}")
             else:
-                yield i, row, None
+                yield i, row
             i += 1
 
 
 def _raw(row: dict) -> str:
     """A broken CSV row as text again, undecodable bytes as \\x escapes."""
     values = [v for k, v in row.items() if k is not None] + (row.get(None) or [])
-    fields = [v if isinstance(v, str) else "" for v in values]
-    text = ",".join(fields)
+    return _escaped(",".join(v if isinstance(v, str) else "" for v in values))
+
+
+def _escaped(text: str) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
@@ -88,7 +93,7 @@ def read_parquet(path: Path, batch_size: int) -> Iterator[Row]:
     i = 0
     for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size):
         for row in batch.to_pylist():
-            yield i, row, None
+            yield i, row
             i += 1
 
 

@@ -1,5 +1,4 @@
-"""Atomic Parquet and JSON writes, atomic folder swaps, batched reads, quarantine files, and
-file digests."""
+"""Atomic Parquet and JSON writes, atomic folder swaps, batched reads and file digests."""
 
 from __future__ import annotations
 
@@ -16,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from instar.records.schema import QUARANTINE_SCHEMA, RECORD_SCHEMA
+from instar.records.schema import RECORD_SCHEMA
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -181,22 +180,6 @@ class RecordWriter:
         if exc_type is None:
             self._flush()
         self._close(exc_type, exc, tb)
-
-
-class Quarantine(RecordWriter):
-    """Rows a stage dropped, each with the stage, the rule and the failing value.
-
-    The file is always written, empty when nothing was dropped, so DVC tracks a stable output.
-    """
-
-    def __init__(self, path: str | Path, stage: str, batch_size: int = 4096):
-        super().__init__(path, QUARANTINE_SCHEMA, batch_size)
-        self.stage = stage
-        self.by_rule: dict[str, int] = {}
-
-    def reject(self, rec: dict[str, Any], rule: str, value: Any) -> None:
-        self.by_rule[rule] = self.by_rule.get(rule, 0) + 1
-        self.write({**rec, "stage": self.stage, "rule": rule, "value": str(value)})
 
 
 def iter_records(path: str | Path, batch_size: int = 4096, columns=None) -> Iterator[dict]:
