@@ -1,10 +1,13 @@
 """contamination: benchmark items whose question is in the InstAr training split.
 
-A question and every training record's instruction, input and output are reduced to the
+The benchmarks are those `evaluate.benchmarks.tasks` names (`contamination.fields` gives each
+one's question field), and their items are the test-split files of their task YAMLs
+(instar/evaluation/taskfiles.py): jsonl or Parquet, the project's own sets or hub@'s. A
+question and every training record's instruction, input and output are reduced to the
 dedup key (instar/text/arabic.py: no diacritics, letter variants folded, no punctuation). An item
 counts when a training field equals its key, or, for a question of at least
 `contamination.min_words` words, when the key occurs in a field on word boundaries.
-Writes metrics/contamination.json (`contamination.items_in_train`, per file too) and
+Writes metrics/contamination.json (`contamination.items_in_train`, per benchmark too) and
 reports/contamination.jsonl (the items found, for people to read).
 """
 
@@ -17,7 +20,10 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from instar.console import StageError, console, parser, progress, run
+from instar.evaluation.taskfiles import benchmark_files
+from instar.params import core as config
 from instar.params.contamination import ContaminationParams
+from instar.params.evaluate import BenchmarkParams, EvaluateParams
 from instar.records.storage import atomic_path, write_json
 from instar.text.arabic import dedup_key
 
@@ -26,9 +32,19 @@ FIELDS = ["instruction", "input", "output"]
 
 
 def questions(path: Path, field: str) -> list[dict[str, Any]]:
-    """The items of one benchmark file: id and dedup key of the question."""
+    """The items of one benchmark file (jsonl or Parquet): id and dedup key of the question."""
     if not path.is_file():
-        raise StageError(f"{path}: no such benchmark file (params contamination.files)")
+        hint = " (hub@ writes it: `dvc repro` or `dvc pull`)" if "data/hub/" in str(path) else ""
+        raise StageError(f"{path}: no such benchmark file{hint}")
+    if path.suffix == ".parquet":
+        table = pq.read_table(path)
+        if field not in table.column_names:
+            raise StageError(f"{path}: no column {field!r} (contamination.fields)")
+        ids = table.column("id").to_pylist() if "id" in table.column_names else None
+        return [
+            {"file": str(path), "id": ids[n] if ids else n + 1, "key": dedup_key(str(text or ""))}
+            for n, text in enumerate(table.column(field).to_pylist())
+        ]
     items = []
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
@@ -78,25 +94,34 @@ def find(items: list[dict[str, Any]], train: Path, min_words: int, batch_size: i
     return [found[n] for n in sorted(found)]
 
 
-def check(params: ContaminationParams, train: Path = TRAIN) -> tuple[dict, list[dict]]:
+def check(
+    params: ContaminationParams, benchmarks: BenchmarkParams, train: Path = TRAIN
+) -> tuple[dict, list[dict]]:
+    unknown = [b for b in params.fields if b not in benchmarks.tasks]
+    if unknown:
+        raise StageError(
+            f"contamination.fields: {unknown} not in evaluate.benchmarks.tasks "
+            f"({', '.join(benchmarks.tasks)})"
+        )
     items: list[dict[str, Any]] = []
-    for file, field in params.files.items():
-        items += questions(Path(file), field)
+    for name, field in params.fields.items():
+        for path in benchmark_files(benchmarks.tasks[name], benchmarks.include_path):
+            items += [{"benchmark": name, **q} for q in questions(path, field)]
     hits = find(items, train, params.min_words)
     metrics: dict[str, Any] = {
         "contamination.items_checked": len(items),
         "contamination.items_in_train": len(hits),
     }
-    for file in params.files:
-        name = Path(file).stem
-        metrics[f"contamination.{name}.items_in_train"] = sum(h["file"] == file for h in hits)
+    for name in params.fields:
+        metrics[f"contamination.{name}.items_in_train"] = sum(h["benchmark"] == name for h in hits)
     return metrics, hits
 
 
 def main() -> None:
     p = parser("contamination", __doc__)
     p.parse_args()
-    metrics, hits = check(ContaminationParams.load())
+    params = config.read_params()
+    metrics, hits = check(ContaminationParams.load(params), EvaluateParams.load(params).benchmarks)
     write_json(Path("metrics/contamination.json"), metrics)
     with atomic_path(Path("reports/contamination.jsonl")) as tmp:
         tmp.write_text("".join(json.dumps(h, ensure_ascii=False) + "\n" for h in hits))

@@ -10,9 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from instar.console import StageError
 from instar.evaluation import harness as benchmarks
 from instar.evaluation.textmetrics import ArabicTokenizer, rouge_l
-from stages.contamination import find, questions
+from stages.contamination import check, find, questions
 from stages.evaluate import deltas, fingerprint, headline, plot_rows
 from tests.conftest import ROOT
 
@@ -190,6 +191,83 @@ def test_contamination_finds_normalised_questions_in_training_fields(tmp_path):
         (0, "r1", "contained"),
         (2, "r3", "exact"),
     ]
+
+
+def test_a_benchmark_s_test_files_come_from_its_task_yamls_groups_and_tags_expanded():
+    import yaml
+
+    from instar.evaluation.taskfiles import benchmark_files
+
+    assert benchmark_files("instar_acva", "benchmarks/tasks") == [
+        Path("data/benchmarks/acva.jsonl")
+    ]
+    # A group of groups of tags (ArabicMMLU): every subject's test file, read off the YAMLs
+    # here without lm-eval (the template they include holds no data_files).
+    folder = ROOT / "benchmarks/oall/arabicmmlu"
+    expected = {
+        yaml.safe_load(f.read_text())["dataset_kwargs"]["data_files"]["test"]
+        for f in folder.glob("arabicmmlu_*.yaml")
+    }
+    found = benchmark_files("local_arabicmmlu", "benchmarks/oall")
+    assert len(found) == len(expected) >= 40 and {str(f) for f in found} == expected
+    with pytest.raises(StageError, match="no task, group or tag 'nope'"):
+        benchmark_files("nope", "benchmarks/oall")
+    with pytest.raises(StageError, match="no local task folder"):
+        benchmark_files("instar_acva", None)
+
+
+def test_contamination_checks_the_evaluated_benchmarks_by_name_jsonl_and_parquet(
+    tmp_path, monkeypatch
+):
+    from instar.params.contamination import ContaminationParams
+    from instar.params.evaluate import BenchmarkParams
+
+    monkeypatch.chdir(tmp_path)
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tmp_path / "a.jsonl").write_text(json.dumps({"id": 7, "q": "القمر كوكب"}) + "\n")
+    pq.write_table(pa.table({"text": ["الشمس نجم", "سؤال آخر"]}), tmp_path / "b.parquet")
+    for name, path in (("t_a", "a.jsonl"), ("t_b", "b.parquet")):
+        kind = "json" if path.endswith("jsonl") else "parquet"
+        (tasks / f"{name}.yaml").write_text(
+            f"task: {name}\ndataset_path: {kind}\ndataset_kwargs:\n  data_files:\n"
+            f"    test: {path}\noutput_type: multiple_choice\ntest_split: test\n"
+            "doc_to_text: x\ndoc_to_target: 0\ndoc_to_choice: [a]\n"
+        )
+    train = train_split(
+        tmp_path / "train",
+        [{"id": "r1", "instruction": "القمرُ كوكب", "output": "x"},
+         {"id": "r2", "instruction": "الشمس نجم", "output": "y"}],
+    )  # fmt: skip
+    bench = BenchmarkParams(tasks={"one": "t_a", "two": "t_b"}, include_path=str(tasks))
+    metrics, hits = check(ContaminationParams(fields={"one": "q", "two": "text"}), bench, train)
+    assert metrics == {
+        "contamination.items_checked": 3,
+        "contamination.items_in_train": 2,
+        "contamination.one.items_in_train": 1,
+        "contamination.two.items_in_train": 1,
+    }
+    assert [(h["benchmark"], h["id"], h["train_id"]) for h in hits] == [
+        ("one", 7, "r1"),
+        ("two", 1, "r2"),
+    ]
+    with pytest.raises(StageError, match=r"\['three'\] not in evaluate.benchmarks.tasks"):
+        check(ContaminationParams(fields={"three": "q"}), bench, train)
+    with pytest.raises(StageError, match=r"b.parquet: no column 'q'"):
+        check(ContaminationParams(fields={"two": "q"}), bench, train)
+
+
+def test_contamination_may_name_only_benchmarks_that_evaluation_scores():
+    from instar.params.core import cross_section_problems
+
+    params = {
+        "evaluate": {"benchmarks": {"tasks": {"acva": "instar_acva"}}},
+        "contamination": {"fields": {"acva": "question", "mmlu": "question"}},
+    }
+    (problem,) = cross_section_problems(params)
+    assert "contamination.fields" in problem and "['mmlu']" in problem
+    params["contamination"]["fields"].pop("mmlu")
+    assert cross_section_problems(params) == []
 
 
 def test_paper_profile_runs_oall_v1_tasks_zero_shot_without_chat_template():

@@ -151,7 +151,8 @@ def add_text_source(repo: Path) -> None:
 
 def add_hub_data(repo: Path) -> None:
     """A hub dataset in a stand-in HF cache, listed in hub_data at its commit: hub@ fetches it
-    offline; evaluation depends on data/hub (the benchmark sets' Parquet) and reruns."""
+    offline; evaluation and contamination depend on data/hub (the benchmark sets' Parquet)
+    and rerun, and contamination's unchanged outputs leave report alone."""
     from tests.hubstub import add_repo
     from tests.standin_data import dataset_files, oall_table
 
@@ -224,7 +225,11 @@ MATRIX: list[tuple[str, Callable[[Path], None], Callable[[list[str]], set[str]]]
         lambda s: {"generate"},
     ),
     ("a text source added", add_text_source, lambda s: {"generate"}),
-    ("a hub dataset added", add_hub_data, lambda s: {"hub@extra"} | evaluation()),
+    (
+        "a hub dataset added",
+        add_hub_data,
+        lambda s: {"hub@extra", "contamination"} | evaluation(),
+    ),
     ("a tokenizer added", add_tokenizer, lambda s: {"tokenizer@extra"} | every("clean", s)),
     (
         "a module only clean imports",

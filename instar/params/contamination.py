@@ -10,17 +10,15 @@ from instar.params.core import Section
 
 
 class ContaminationParams(Section):
-    """Benchmark items whose normalised question text is in the training split."""
+    """Benchmark items whose normalised question text is in the training split. The
+    benchmarks are those of `evaluate.benchmarks.tasks`, by the same names: the one list."""
 
     SECTION: ClassVar[str] = "contamination"
 
-    files: dict[str, str] = Field(
-        default_factory=lambda: {
-            "data/benchmarks/alghafa.jsonl": "query",
-            "data/benchmarks/acva.jsonl": "question",
-            "data/benchmarks/mmlu.jsonl": "question",
-        },
-        description="benchmark file (jsonl) -> the field holding the question",
+    fields: dict[str, str] = Field(
+        default_factory=lambda: {"alghafa": "query", "acva": "question", "mmlu": "question"},
+        description="benchmark (a name in evaluate.benchmarks.tasks) -> the field of its data "
+        "files that holds the question; its test files are read from its task YAMLs",
     )
     min_words: Annotated[int, Field(ge=1)] = Field(
         5,

@@ -109,6 +109,15 @@ def cross_section_problems(params: dict[str, Any]) -> list[str]:
     overlap = set(params.get("sources") or {}) & set(params.get("text_sources") or {})
     if overlap:
         problems.append(f"names used by both sources and text_sources: {sorted(overlap)}")
+    # One list of benchmarks: contamination checks some of those evaluation scores.
+    checked = (params.get("contamination") or {}).get("fields") or {}
+    # (Without the key, evaluate's default list: the contamination stage checks against it.)
+    benchmarks = ((params.get("evaluate") or {}).get("benchmarks") or {}).get("tasks") or {}
+    unknown = [b for b in checked if benchmarks and b not in benchmarks]
+    if unknown:
+        problems.append(
+            f"contamination.fields names benchmarks that evaluate.benchmarks.tasks lacks: {unknown}"
+        )
     return problems
 
 
