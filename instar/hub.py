@@ -46,7 +46,7 @@ def split_path(name: str, config_name: str, split: str) -> Path:
     return out_dir(name) / config_dir(config_name) / f"{split}.parquet"
 
 
-def offline() -> bool:
+def is_offline() -> bool:
     """HF_HUB_OFFLINE as huggingface_hub reads it, read now (a profile run may unset it)."""
     import os
 
@@ -75,7 +75,7 @@ def snapshot(name: str, h: HubDataParams, section: str = "hub_data") -> Path:
     except LocalEntryNotFoundError:
         from huggingface_hub import constants
 
-        where = "HF_HUB_OFFLINE=1 and it is not" if offline() else "the hub is unreachable and"
+        where = "HF_HUB_OFFLINE=1 and it is not" if is_offline() else "the hub is unreachable and"
         raise StageError(
             f"{section}.{name}: {h.repo_type} {h.repo_id}@{h.revision}: {where} in the HF cache "
             f"{constants.HF_HUB_CACHE}; fetch it where the hub is reachable (unset "

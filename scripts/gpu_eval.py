@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if not (args.from_config or args.pretrained):
         p.error("run needs --pretrained (and --peft) or --from-config")
-    benchmarks.offline()
+    benchmarks.go_offline()
     result = run(args, params)
     write_json(args.out, result)
     print(json.dumps({k: v for k, v in result.items() if "mean" in k or "throughput" in k}))

@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from instar.console import StageError, console, parser, run
-from instar.hub import offline
+from instar.hub import is_offline
 from instar.modeling.build import loaded_files
 from instar.modeling.loading import needs_cuda
 from instar.params import core as config
@@ -237,7 +237,7 @@ def pin(name: str) -> None:
     if not todo:
         console.print(f"profile {name!r}: no hub repositories to pin")
         return
-    if offline():
+    if is_offline():
         console.print(
             f"HF_HUB_OFFLINE=1: pinning from the local HF cache {hub_cache()}, not the hub"
         )
@@ -347,7 +347,7 @@ def missing(params: dict) -> list[str]:
         problems.append(f"generate.model {gen.model!r} is not a local model folder")
     # Weights and tokenizers are read from the HF cache at every run (no DVC copy of them).
     gaps = [g for g in not_cached(params, ("model",)) if "not pinned" not in g]
-    if gaps and offline():
+    if gaps and is_offline():
         problems.append(
             f"HF_HUB_OFFLINE=1 and not in the HF cache: {', '.join(gaps)}; unset it "
             "(hub access, gated licences accepted) or fill the HF cache first"
@@ -453,7 +453,7 @@ def _read_state() -> dict | None:
 
 def _hub_mode(params: dict) -> None:
     """Offline where every pin is already in the HF cache; otherwise online for this run."""
-    if not offline():
+    if not is_offline():
         return
     gaps = not_cached(params)
     if not gaps:

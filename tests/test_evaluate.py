@@ -57,7 +57,7 @@ def test_local_tasks_load_offline_with_absolute_data_files(tmp_path, monkeypatch
     include = benchmarks.include_dir(ROOT / "benchmarks/tasks", tmp_path / "tasks")
     text = (include / "instar_acva.yaml").read_text()
     assert f"test: {(BENCH / 'acva.jsonl').resolve()}" in text
-    benchmarks.offline()
+    benchmarks.go_offline()
     manager = TaskManager(include_path=str(include))
     tasks = manager.load(["instar_alghafa", "instar_acva", "instar_mmlu"])["tasks"]
     for name, n, first in (

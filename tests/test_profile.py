@@ -342,13 +342,13 @@ def test_make_paper_stays_offline_when_every_pin_is_cached(workspace, hub, monke
     profile.pin("rehearsal")
     params = profile.load_profile("rehearsal")
     profile._hub_mode(params)
-    assert profile.offline() and "stays offline" in one_line(capsys.readouterr().err)
+    assert profile.is_offline() and "stays offline" in one_line(capsys.readouterr().err)
     shutil.rmtree(hub / "models--google--gemma-7b-it")
     gaps = [p for p in profile.missing(params) if "HF cache" in p]
     assert len(gaps) == 1 and "google/gemma-7b-it@" in gaps[0] and "Meta-Llama" not in gaps[0]
     profile._hub_mode(params)
     err = one_line(capsys.readouterr().err)
-    assert not profile.offline() and "HF_DATASETS_OFFLINE" not in os.environ
+    assert not profile.is_offline() and "HF_DATASETS_OFFLINE" not in os.environ
     assert "google/gemma-7b-it@" in err and "unset" in err and "Meta-Llama" not in err
 
 

@@ -35,7 +35,7 @@ METRICS = ("acc", "acc_norm")
 DATA_FILE = re.compile(r"(?m)^(\s+[\w-]+:\s*)(?![/~])(\S+\.(?:jsonl|json|parquet|csv))\s*$")
 
 
-def offline() -> None:
+def go_offline() -> None:
     """lm-eval and datasets must never look anything up: every model and set is local."""
     for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
         os.environ[key] = "1"
@@ -147,7 +147,7 @@ def run_benchmarks(
     import lm_eval
     from lm_eval.tasks import TaskManager
 
-    offline()
+    go_offline()
     if samples_dir.exists():
         shutil.rmtree(samples_dir)
     samples_dir.mkdir(parents=True)
