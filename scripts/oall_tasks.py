@@ -1,7 +1,7 @@
 """Local lm-eval tasks for OALL v1 and ArabicMMLU, generated from lm-eval's own task files.
 
-  python -m scripts.oall_tasks            # (re)write benchmarks/oall/ from the installed lm-eval
-  python -m scripts.oall_tasks --check    # exit 1 if benchmarks/oall/ is not what it writes
+  python -m scripts.oall_tasks            # (re)write lm_eval_tasks/oall/ from the installed lm-eval
+  python -m scripts.oall_tasks --check    # exit 1 if lm_eval_tasks/oall/ is not what it writes
 
 lm-eval's `arabic_leaderboard_*` and `arabicmmlu` tasks read their sets from the hub by id
 (`dataset_path: OALL/ACVA`, `dataset_name: Algeria`), which datasets 5.2 refuses offline. The
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from instar.hub import config_dir
 
-OUT = Path("benchmarks/oall")
+OUT = Path("lm_eval_tasks/oall")
 PREFIX = "local_"
 # The paper profile's benchmarks, as lm-eval names them (OALL v1's 14 groups, ArabicMMLU).
 GROUPS = (

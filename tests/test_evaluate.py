@@ -54,7 +54,7 @@ def test_local_tasks_load_offline_with_absolute_data_files(tmp_path, monkeypatch
     from lm_eval.tasks import TaskManager
 
     monkeypatch.chdir(tmp_path)  # relative paths in the YAMLs must not depend on cwd
-    include = benchmarks.include_dir(ROOT / "benchmarks/tasks", tmp_path / "tasks")
+    include = benchmarks.include_dir(ROOT / "lm_eval_tasks/instar", tmp_path / "tasks")
     text = (include / "instar_acva.yaml").read_text()
     assert f"test: {(BENCH / 'acva.jsonl').resolve()}" in text
     benchmarks.go_offline()
@@ -198,20 +198,20 @@ def test_a_benchmark_s_test_files_come_from_its_task_yamls_groups_and_tags_expan
 
     from instar.evaluation.taskfiles import benchmark_files
 
-    assert benchmark_files("instar_acva", "benchmarks/tasks") == [
+    assert benchmark_files("instar_acva", "lm_eval_tasks/instar") == [
         Path("data/benchmarks/acva.jsonl")
     ]
     # A group of groups of tags (ArabicMMLU): every subject's test file, read off the YAMLs
     # here without lm-eval (the template they include holds no data_files).
-    folder = ROOT / "benchmarks/oall/arabicmmlu"
+    folder = ROOT / "lm_eval_tasks/oall/arabicmmlu"
     expected = {
         yaml.safe_load(f.read_text())["dataset_kwargs"]["data_files"]["test"]
         for f in folder.glob("arabicmmlu_*.yaml")
     }
-    found = benchmark_files("local_arabicmmlu", "benchmarks/oall")
+    found = benchmark_files("local_arabicmmlu", "lm_eval_tasks/oall")
     assert len(found) == len(expected) >= 40 and {str(f) for f in found} == expected
     with pytest.raises(StageError, match="no task, group or tag 'nope'"):
-        benchmark_files("nope", "benchmarks/oall")
+        benchmark_files("nope", "lm_eval_tasks/oall")
     with pytest.raises(StageError, match="no local task folder"):
         benchmark_files("instar_acva", None)
 

@@ -1,5 +1,5 @@
 """The OALL v1 sets and ArabicMMLU offline: local lm-eval tasks generated from lm-eval's own
-(benchmarks/oall/, scripts/oall_tasks.py) that read hub@'s Parquet, and what they ask."""
+(lm_eval_tasks/oall/, scripts/oall_tasks.py) that read hub@'s Parquet, and what they ask."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 The model is lm-eval's `hf` around the loaded base (and adapter), built once and
 run benchmark by benchmark, each through lm-eval's request cache, so a run that stops loses
-at most the benchmark it was on. Local task YAMLs (benchmarks/tasks/) are copied to a temp
+at most the benchmark it was on. Local task YAMLs (lm_eval_tasks/instar/) are copied to a temp
 folder with their `data_files` made absolute, so they load whatever the working directory.
 
 Scores, flat so `dvc metrics diff` lines them up (metrics: acc and acc_norm, where the task

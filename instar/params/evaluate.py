@@ -21,7 +21,7 @@ class BenchmarkParams(Section):
         description="metric name -> lm-eval task or group (a group's subtasks are averaged)",
     )
     include_path: str | None = Field(
-        "benchmarks/tasks", description="folder of local task YAMLs; null: lm-eval's own only"
+        "lm_eval_tasks/instar", description="folder of local task YAMLs; null: lm-eval's own only"
     )
     num_fewshot: Annotated[int, Field(ge=0)] = 0
     limit: Annotated[int, Field(gt=0)] | None = Field(None, description="items per task")
