@@ -13,10 +13,8 @@ module directly, so the stages call it themselves rather than trusting the Makef
 
 from __future__ import annotations
 
-import hashlib
 import os
 from datetime import UTC, datetime
-from pathlib import Path
 
 # A thread count every machine that runs the default profile has; more threads would give
 # other float bits, so it is fixed rather than taken from the machine.
@@ -47,15 +45,6 @@ def pin_torch_threads() -> None:
     import torch
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", THREADS)))
-
-
-def file_digest(*paths: str | Path) -> str:
-    h = hashlib.sha256()
-    for path in paths:
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
 
 
 def timestamp(digest: str, environ=os.environ) -> datetime:
