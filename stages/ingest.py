@@ -49,6 +49,21 @@ def _missing(row: dict, column: str) -> Drop:
     return Drop("missing value", _as_text(row), f"column {column!r}")
 
 
+TEXT_FIELDS = (*REQUIRED, *OPTIONAL)
+
+
+def _wrong_type(row: dict, columns: dict[str, str]) -> Drop | None:
+    """A text field that holds a number, list or object: kept as a string it would pass for
+    text (`42`, `['a', 'b']`), so the row is rejected with the value as it came."""
+    for field in TEXT_FIELDS:
+        value = row.get(columns[field])
+        if value is not None and not isinstance(value, str):
+            kind = type(value).__name__
+            return Drop("wrong_type", json.dumps(value, ensure_ascii=False, default=str),
+                        f"column {columns[field]!r} holds a {kind}, not text")  # fmt: skip
+    return None
+
+
 def instruction_records(name: str, src: SourceParams, rows: Iterator) -> Mapped:
     """Map instruction rows onto the schema."""
     col = {f: src.columns.get(f, f) for f in (*REQUIRED, *OPTIONAL)}
@@ -60,6 +75,9 @@ def instruction_records(name: str, src: SourceParams, rows: Iterator) -> Mapped:
         missing = [col[f] for f in REQUIRED if row.get(col[f]) is None]
         if missing:
             yield i, _missing(row, missing[0])
+            continue
+        if wrong := _wrong_type(row, col):
+            yield i, wrong
             continue
         origin = src.origin
         if src.origin_column:
@@ -104,6 +122,9 @@ def records_records(name: str, src: SourceParams, rows: Iterator) -> Mapped:
         missing = [f for f in ("instruction", "output", "task") if row.get(f) is None]
         if missing:
             yield i, _missing(row, missing[0])
+            continue
+        if wrong := _wrong_type(row, {f: f for f in TEXT_FIELDS}):
+            yield i, wrong
             continue
         meta.setdefault("from_source", row.get("source"))
         meta.setdefault("from_row", row.get("source_row"))
@@ -222,7 +243,8 @@ def ingest(name: str, src: SourceParams, params: IngestParams) -> dict[str, int]
             raise StageError(
                 f"{path}: required column {absent[0]!r} missing (columns: {', '.join(header)})"
             )
-    rows = read_rows(path, src.format, params.batch_size)
+    seen: dict[str, None] = dict.fromkeys(header or [])  # the columns the rows have
+    rows = _noting_columns(read_rows(path, src.format, params.batch_size), seen)
     if template is not None:
         records = task_records(name, src, rows, template, params.phrasings_per_item, params.seed)
     elif src.kind == "records":
@@ -230,7 +252,8 @@ def ingest(name: str, src: SourceParams, params: IngestParams) -> dict[str, int]
     else:
         records = instruction_records(name, src, rows)
 
-    kept = bad = 0
+    kept = bad = rows_kept = 0
+    last_kept_row = first_drop = None
     with (
         RecordWriter(raw_path(name), batch_size=params.batch_size) as out,
         Quarantine(quarantine_path("ingest", name), "ingest", params.batch_size) as quarantine,
@@ -239,6 +262,8 @@ def ingest(name: str, src: SourceParams, params: IngestParams) -> dict[str, int]
             if not isinstance(rec, Drop):
                 out.write(rec)
                 kept += 1
+                rows_kept += i != last_kept_row  # a task row makes several records
+                last_kept_row = i
                 continue
             if src.on_error == "fail":
                 raise StageError(
@@ -246,6 +271,7 @@ def ingest(name: str, src: SourceParams, params: IngestParams) -> dict[str, int]
                     "to set such rows aside and go on)"
                 )
             bad += 1
+            first_drop = first_drop or (i, rec)
             lineage = make_record(
                 instruction="",
                 output="",
@@ -257,9 +283,47 @@ def ingest(name: str, src: SourceParams, params: IngestParams) -> dict[str, int]
             quarantine.reject(lineage, rec)
         if kept == 0 and bad == 0:
             raise StageError(f"{path}: source {name!r} has no rows")
+        check_rejected(name, src, path, rows_kept, bad, first_drop, list(seen), template)
     counts = {"records": kept, "quarantined": bad, "rules": quarantine.by_rule}
     console.print(f"ingest {name}: {kept} records, {bad} quarantined")
     return counts
+
+
+def _noting_columns(rows, seen: dict[str, None], upto: int = 100):
+    """The rows, unchanged; the columns of the first `upto` readable ones noted in `seen`."""
+    for n, (i, row) in enumerate(rows):
+        if n < upto and isinstance(row, dict):
+            seen.update(dict.fromkeys(row))
+        yield i, row
+
+
+def check_rejected(
+    name: str, src: SourceParams, path: Path, kept: int, bad: int, first, found: list[str],
+    template: dict | None,
+) -> None:  # fmt: skip
+    """A source whose rows are all rejected, or more than `max_rejected_fraction` of them,
+    fails: a wrong column mapping or a wrong file is not a few bad rows."""
+    if not bad:
+        return
+    i, drop = first
+    needed = _needed_columns(src, template)
+    if kept == 0:
+        hint = (
+            f"; the rows have the columns {found}, the mapping expects {needed}: map them with "
+            f"sources.{name}.columns (record field -> source column)"
+            if found and not set(needed) <= set(found)
+            else ""
+        )
+        raise StageError(
+            f"{path}: all {bad} rows of source {name!r} were rejected (row {i}: {drop}){hint}"
+        )
+    share = bad / (kept + bad)
+    if share > src.max_rejected_fraction:
+        raise StageError(
+            f"{path}: {bad} of {kept + bad} rows of source {name!r} rejected ({share:.1%} > "
+            f"sources.{name}.max_rejected_fraction {src.max_rejected_fraction:.1%}; row {i}: "
+            f"{drop}). Fix the source or its mapping, or raise the bound."
+        )
 
 
 def _needed_columns(src: SourceParams, template: dict | None) -> list[str]:

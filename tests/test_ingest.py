@@ -168,7 +168,9 @@ def test_quarantine_mode_sets_bad_rows_aside_and_goes_on(tmp_path):
     )
     with open(path, "ab") as f:
         f.write(b'{"instruction": "\xff\xfe", "output": "x"}\n')
-    counts = ingest("b", src(format="jsonl", path="b.jsonl", on_error="quarantine"), PARAMS)
+    # 3 of 5 rows broken: far above the default bound, which the next test keeps
+    lenient = src(format="jsonl", path="b.jsonl", on_error="quarantine", max_rejected_fraction=1)
+    counts = ingest("b", lenient, PARAMS)
     assert counts["records"] == 2 and counts["quarantined"] == 3
     q = pq.read_table(quarantine_path("ingest", "b")).to_pylist()
     assert {(r["source_row"], r["rule"]) for r in q} == {
@@ -190,7 +192,8 @@ def test_a_bad_byte_in_a_csv_costs_one_row_not_the_rest(tmp_path):
         + b"\xff\xfe bad,row\n"
         + "سؤال ثالث؟,جواب ثالث\n".encode()
     )
-    counts = ingest("c", src(format="csv", path="c.csv", on_error="quarantine"), PARAMS)
+    lenient = src(format="csv", path="c.csv", on_error="quarantine", max_rejected_fraction=0.5)
+    counts = ingest("c", lenient, PARAMS)
     assert counts["records"] == 2 and counts["quarantined"] == 1
     (q,) = pq.read_table(quarantine_path("ingest", "c")).to_pylist()
     assert q["source_row"] == 1 and q["rule"] == "not UTF-8"
@@ -313,3 +316,78 @@ def test_records_source_keeps_origin_task_and_meta_and_names_a_bad_row(tmp_path)
         ingest("synthetic", source, PARAMS)
     with pytest.raises(ValueError, match="must be format 'parquet'"):
         src(kind="records", format="jsonl", path="g.jsonl")
+
+
+# What people really export ------------------------------------------------------------------
+
+
+def quarantined(name: str) -> list[dict]:
+    return pq.read_table(quarantine_path("ingest", name)).to_pylist()
+
+
+def test_a_utf8_bom_is_the_encoding_mark_in_jsonl_and_csv_and_crlf_ends_are_read(tmp_path):
+    rows = [GOOD, {"question": "ما عاصمة مصر؟", "answer": "القاهرة."}]
+    body = "\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\r\n"
+    (tmp_path / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + body.encode())
+    mapping = {"instruction": "question", "output": "answer"}
+    counts = ingest("bom", src(format="jsonl", path="bom.jsonl", columns=mapping), PARAMS)
+    assert counts == {"records": 2, "quarantined": 0, "rules": {}}  # row 0 is not "malformed"
+    assert [r["instruction"] for r in read("bom")] == [r["question"] for r in rows]
+
+    lines = ["instruction,output", *(f"{r['question']},{r['answer']}" for r in rows)]
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n")
+    counts = ingest("bomcsv", src(format="csv", path="bom.csv"), PARAMS)  # not "\ufeffinstruction"
+    assert counts["records"] == 2 and counts["quarantined"] == 0
+    assert [r["output"] for r in read("bomcsv")] == [r["answer"] for r in rows]
+
+
+def test_a_source_whose_rows_are_all_rejected_fails_naming_the_columns_and_the_mapping(tmp_path):
+    rows = [{"prompt": f"سؤال رقم {i}؟", "completion": f"جواب {i}."} for i in range(5)]
+    write_jsonl(tmp_path / "m.jsonl", rows)
+    with pytest.raises(StageError) as e:
+        ingest("m", src(format="jsonl", path="m.jsonl", on_error="quarantine"), PARAMS)
+    msg = str(e.value)
+    assert "all 5 rows of source 'm' were rejected" in msg and "row 0: missing value" in msg
+    assert "['prompt', 'completion']" in msg and "['instruction', 'output']" in msg
+    assert "sources.m.columns" in msg
+    assert not raw_path("m").exists()  # nothing written: the stage failed as a whole
+    mapped = {"instruction": "prompt", "output": "completion"}
+    assert ingest("m", src(format="jsonl", path="m.jsonl", columns=mapped), PARAMS)["records"] == 5
+
+
+def test_more_rejected_rows_than_the_bound_fail_and_within_it_every_row_is_accounted_for(tmp_path):
+    write_jsonl(tmp_path / "r.jsonl", [GOOD] * 7 + ["{cut", "{cut", "{cut"])
+    mapping = {"instruction": "question", "output": "answer"}
+
+    def source(bound):
+        return src(format="jsonl", path="r.jsonl", columns=mapping, on_error="quarantine",
+                   max_rejected_fraction=bound)  # fmt: skip
+
+    with pytest.raises(StageError, match=r"3 of 10 rows .* \(30\.0% > sources\.r\.max_rejected"):
+        ingest("r", source(0.25), PARAMS)
+    counts = ingest("r", source(0.3), PARAMS)
+    assert counts["records"] + counts["quarantined"] == 10 == len(read("r")) + len(quarantined("r"))
+
+
+def test_a_text_field_holding_a_number_list_or_object_is_rejected_as_wrong_type(tmp_path):
+    write_jsonl(
+        tmp_path / "w.jsonl",
+        [
+            {"instruction": 42, "output": ["a", "b"]},
+            {"instruction": "سؤال؟", "output": {"text": "جواب"}},
+            {"instruction": "سؤال؟", "output": "جواب.", "topic": 7},
+            {"instruction": "ما لون السماء؟", "output": "زرقاء."},
+        ],
+    )
+    lenient = src(format="jsonl", path="w.jsonl", on_error="quarantine", max_rejected_fraction=1)
+    counts = ingest("w", lenient, PARAMS)
+    assert counts["records"] == 1 and counts["rules"] == {"wrong_type": 3}
+    q = quarantined("w")
+    assert [(r["source_row"], r["value"]) for r in q] == [
+        (0, "42"),
+        (1, '{"text": "جواب"}'),
+        (2, "7"),
+    ]
+    assert counts["records"] + counts["quarantined"] == 4
+    with pytest.raises(StageError, match=r"row 0: wrong_type \(column 'instruction' holds a int"):
+        ingest("w", src(format="jsonl", path="w.jsonl"), PARAMS)

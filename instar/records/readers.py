@@ -22,9 +22,14 @@ from instar.records.quarantine import Drop
 Row = tuple[int, dict[str, Any] | Drop]
 
 
+BOM = b"\xef\xbb\xbf"
+
+
 def read_jsonl(path: Path) -> Iterator[Row]:
     with open(path, "rb") as f:
         for i, raw in enumerate(f):
+            if i == 0 and raw.startswith(BOM):  # an encoding mark (Excel, Notepad), not data
+                raw = raw[len(BOM) :]
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
@@ -51,7 +56,8 @@ SURROGATE = re.compile("[\udc80-\udcff]")
 def read_csv(path: Path) -> Iterator[Row]:
     # Undecodable bytes become lone surrogates rather than an exception, so one bad byte
     # costs one row (named, or quarantined) and reading goes on after it.
-    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
+    # utf-8-sig: a leading BOM is read as the encoding mark, not as part of the first name.
+    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
         reader = csv.DictReader(f, strict=True)
         header = reader.fieldnames
         if not header:
@@ -100,7 +106,7 @@ def read_parquet(path: Path, batch_size: int) -> Iterator[Row]:
 def columns_of(path: Path, fmt: str) -> list[str] | None:
     """Column names without reading the data (None where the format cannot say up front)."""
     if fmt == "csv":
-        with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
             return next(csv.reader(f), [])
     if fmt == "parquet":
         return pq.ParquetFile(path).schema_arrow.names
