@@ -7,6 +7,7 @@ value that failed; metrics/clean/<source>.json counts each rule and each scrub.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable, Iterator
 from functools import cache
@@ -16,9 +17,9 @@ from typing import Any
 
 from instar.console import StageError, console, parser, progress, run
 from instar.params import core as config
-from instar.params.clean import CleanParams, LengthLimit
+from instar.params.clean import CleanParams, LengthLimit, for_source
 from instar.params.sources import SourceParams
-from instar.records.paths import clean_path, quarantine_path, raw_path
+from instar.records.paths import clean_overrides_path, clean_path, quarantine_path, raw_path
 from instar.records.quarantine import Drop, Quarantine
 from instar.records.schema import TEXT_FIELDS, with_id
 from instar.records.storage import RecordWriter, count_rows, iter_records, write_json
@@ -127,7 +128,7 @@ CHEAP_RULES: list[Rule] = [
 def _repetition(r, p):
     """`repetition:<check>`: the first of the repetition checks the output fails."""
     rp = p.repetition
-    if words(r["output"]) < rp.min_words:
+    if not rp.enabled or words(r["output"]) < rp.min_words:
         return None
     x = duplicate_line_fraction(r["output"])
     if x > rp.max_duplicate_line_fraction:
@@ -234,8 +235,13 @@ def main() -> None:
     args = p.parse_args()
     params = config.read_params()
     SourceParams.named(args.source, params)  # checks the name before it becomes a path
-    metrics = clean(args.source, CleanParams.load(params))
-    write_json(Path("metrics/clean") / f"{args.source}.json", metrics)
+    # The source's overrides as source_list wrote them: the file this stage depends on.
+    path = clean_overrides_path(args.source)
+    if not path.is_file():
+        raise StageError(f"{path}: missing; run `dvc repro source_list` first")
+    overrides = json.loads(path.read_text(encoding="utf-8"))
+    metrics = clean(args.source, for_source(args.source, overrides, params))
+    write_json(Path("metrics/clean") / f"{args.source}.json", {**metrics, "overrides": overrides})
 
 
 if __name__ == "__main__":

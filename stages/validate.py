@@ -50,7 +50,7 @@ from instar.records.schema import (
     TEXT_FIELDS,
     record_id,
 )
-from instar.records.storage import RecordWriter, write_json
+from instar.records.storage import RecordWriter, count_rows, write_json
 from instar.text.arabic import arabic_enough
 
 IN = Path("data/dedup/instar.parquet")
@@ -397,10 +397,12 @@ def dataset_totals(sources: list[str], summary: dict[str, Any]) -> dict[str, int
     def counts(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
 
+    # From the quarantine files themselves, not the stages' metrics: a metrics file may
+    # change (clean's shows a source's overrides) while the rows set aside do not.
     quarantined = summary["quarantined"]
     for s in sources:
-        quarantined += counts(Path("metrics/ingest") / f"{s}.json")["quarantined"]
-        quarantined += counts(Path("metrics/clean") / f"{s}.json")["quarantined"]
+        quarantined += count_rows(paths.quarantine_path("ingest", s))
+        quarantined += count_rows(paths.quarantine_path("clean", s))
     return {
         "data.records": summary["records_out"],
         "data.quarantined": quarantined,

@@ -242,6 +242,13 @@ DATA_ROWS: list[Row] = [
         lambda s: {"ingest@handwritten", "source_list"},
     ),
     (
+        # ingest@ and source_list read the whole source entry and write the same bytes;
+        # clean@ reads its own overrides file, which changed, and keeps the same records
+        "one source's clean override (same records out)",
+        param("sources.handwritten.clean", {"batch_size": 64}),
+        lambda s: {"ingest@handwritten", "source_list", "clean@handwritten"},
+    ),
+    (
         "the ingest section (same rows out)",
         param("ingest.batch_size", 1000),
         lambda s: every("ingest", s),

@@ -242,3 +242,38 @@ def test_too_long_can_count_tokens_of_a_named_tokenizer(tmp_path):
     assert verdict(r, words_limit) is None
     drop = verdict(r, tokens_limit)
     assert drop.rule == "too_long" and drop.value > 12
+
+
+# Per-source overrides ---------------------------------------------------------------------
+
+
+def test_a_source_s_clean_override_merges_nested_keys_and_is_checked_as_the_section():
+    from instar.params.clean import for_source
+    from instar.params.core import ParamsError
+
+    params = {"clean": {"min_output_words": 3, "repetition": {"min_words": 30}}}
+    got = for_source("poems", {"repetition": {"enabled": False}}, params)
+    assert got.repetition.enabled is False and got.repetition.min_words == 30  # kept
+    assert got.min_output_words == 3 and for_source("other", {}, params).repetition.enabled
+    with pytest.raises(ParamsError, match=r"sources\.poems\.clean\.min_output_word"):
+        for_source("poems", {"min_output_word": 1}, params)
+    with pytest.raises(ParamsError, match=r"sources\.poems\.clean\.min_arabic_ratio"):
+        for_source("poems", {"min_arabic_ratio": 2}, params)
+
+
+def test_repetition_off_for_a_source_keeps_the_formulas_the_rule_would_drop():
+    from instar.params.clean import for_source
+
+    refrain = "\n".join(["يا ليل الصب متى غده أقيام الساعة موعده"] * 12)
+    r = rec(output=refrain)
+    assert verdict(r).rule == "repetition:duplicate_lines"
+    off = for_source("poems", {"repetition": {"enabled": False}}, {"clean": P.model_dump()})
+    assert verdict(r, off) is None
+
+
+def test_check_all_names_a_source_s_bad_override():
+    from instar.params.checks import check_all
+
+    problems = check_all({"sources": {"s": {"format": "jsonl", "path": "s.jsonl",
+                                            "clean": {"bogus": 1}}}})  # fmt: skip
+    assert any("sources.s.clean.bogus" in p for p in problems), problems

@@ -289,14 +289,25 @@ def test_validate_params_refuse_what_cannot_be_meant(bad):
         ValidateParams.load({"validate": bad})
 
 
-def test_dataset_totals_add_up_the_per_source_counts(tmp_path, monkeypatch):
+def test_dataset_totals_add_up_the_rows_the_quarantine_files_hold(tmp_path, monkeypatch):
+    from instar.records.paths import quarantine_path
+    from instar.records.quarantine import Drop, Quarantine
+    from instar.records.schema import make_record
+
     monkeypatch.chdir(tmp_path)
+
+    def set_aside(stage, source, n):
+        with Quarantine(quarantine_path(stage, source), stage) as q:
+            for i in range(n):
+                rec = make_record(instruction="", output="", source=source, source_row=i,
+                                  origin="collected", task="open_qa")  # fmt: skip
+                q.reject(rec, Drop("rule", i))
+
     for stage, counts in (("ingest", (1, 2)), ("clean", (3, 4))):
-        (tmp_path / "metrics" / stage).mkdir(parents=True)
         for source, n in zip(("a", "b"), counts, strict=True):
-            path = tmp_path / "metrics" / stage / f"{source}.json"
-            path.write_text(json.dumps({"quarantined": n, "records": 9}))
-    (tmp_path / "metrics/clean/stale.json").write_text(json.dumps({"quarantined": 100}))
+            set_aside(stage, source, n)
+    set_aside("clean", "stale", 100)
+    (tmp_path / "metrics").mkdir()
     (tmp_path / "metrics/dedup.json").write_text(json.dumps({"duplicates": 5}))
     summary = {"records_out": 40, "quarantined": 6}
     assert dataset_totals(["a", "b"], summary) == {

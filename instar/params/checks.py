@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from instar.params.clean import CleanParams
+from instar.params.clean import CleanParams, for_source
 from instar.params.contamination import ContaminationParams
 from instar.params.core import ParamsError, cross_section_problems, load_yaml
 from instar.params.dedup import DedupParams
@@ -63,4 +63,9 @@ def check_all(params: dict[str, Any] | None = None) -> list[str]:
                 model.named(key, params)
             except (ParamsError, ValueError) as e:
                 problems.append(getattr(e, "message", str(e)))
+    for name, source in (params.get("sources") or {}).items():  # clean as each source gets it
+        try:
+            for_source(name, (source or {}).get("clean") or {}, params)
+        except ParamsError as e:
+            problems.append(e.message)
     return problems + cross_section_problems(params)

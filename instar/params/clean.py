@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from instar.params.core import Revision, Section
+from instar.params.core import Revision, Section, read_params, validate
 
 
 class LengthLimit(Section):
@@ -48,6 +48,7 @@ class LanguageParams(Section):
 class RepetitionParams(Section):
     """Gopher-style repetition rules, for outputs of at least `min_words` words."""
 
+    enabled: bool = Field(True, description="false: no repetition rule (an edited collection)")
     min_words: Annotated[int, Field(ge=1)] = 50
     max_duplicate_line_fraction: Annotated[float, Field(ge=0, le=1)] = 0.304
     max_top_ngram_fraction: dict[int, float] = Field(
@@ -78,3 +79,25 @@ class CleanParams(Section):
         description="tasks whose output is not Arabic (translation into English, code): "
         "the language rules then read the instruction and input only",
     )
+
+
+def merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `over` on top; nested sections merge key by key."""
+    out = dict(base)
+    for key, value in over.items():
+        below = base.get(key)
+        out[key] = (
+            merged(below, value) if isinstance(value, dict) and isinstance(below, dict) else value
+        )
+    return out
+
+
+def for_source(
+    name: str, overrides: dict[str, Any], params: dict[str, Any] | None = None
+) -> CleanParams:
+    """The `clean` section as source `name` gets it: its `sources.<name>.clean` keys on top,
+    each checked as the section's own are (an unknown key or a bad value names the source)."""
+    params = read_params() if params is None else params
+    if overrides:
+        validate(CleanParams, overrides, f"sources.{name}.clean")
+    return validate(CleanParams, merged(params.get("clean") or {}, overrides), "clean")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -64,6 +64,11 @@ class SourceParams(Section):
     default_task: str = Field("open_qa", description="task of rows that have no task column")
     template: str | None = Field(None, description="kind task: the entry of the templates file")
     on_error: Literal["fail", "quarantine"] = "fail"
+    clean: dict[str, Any] = Field(
+        default_factory=dict,
+        description="keys of the `clean` section that differ for this source (nested keys "
+        "merge: `repetition: {enabled: false}`); checked as the section is when clean@ starts",
+    )
     # Measured: the shipped samples reject 0 to 4.8% of their rows (web_sample, 1 of 21), the
     # shared bench corpus (make_corpus.py, 20k rows) 0%. A quarter is five times the worst
     # of them; above it the mapping or the file is wrong, not some rows.

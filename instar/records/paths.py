@@ -20,8 +20,14 @@ def quarantine_path(stage: str, source: str | None = None) -> Path:
     return Path("data/quarantine") / f"{stage}.parquet"
 
 
-# Written by the source_list stage: the source names in params.yaml order.
+# Written by the source_list stage: the source names in params.yaml order, and each
+# source's `clean` overrides (one file a source, so that clean@<source> depends on its own).
 SOURCE_LIST = Path("data/source_list.json")
+CLEAN_OVERRIDES = Path("data/clean_overrides")
+
+
+def clean_overrides_path(source: str) -> Path:
+    return CLEAN_OVERRIDES / f"{source}.json"
 
 
 def source_names() -> list[str]:
