@@ -195,8 +195,8 @@ def clean(source: str, params: CleanParams) -> dict[str, Any]:
     total = count_rows(src)
     scrubbed: Counter = Counter()
     with (
-        RecordWriter(clean_path(source), batch_size=params.batch_size) as out,
-        Quarantine(quarantine_path("clean", source), "clean", params.batch_size) as quarantine,
+        RecordWriter(clean_path(source)) as out,
+        Quarantine(quarantine_path("clean", source), "clean") as quarantine,
     ):
         records = progress(iter_records(src, params.batch_size), f"clean {source}", total)
         for batch in batches(records, params.batch_size):

@@ -176,8 +176,8 @@ def dedup(sources: list[str], params: DedupParams) -> dict[str, Any]:
     pair_clusters: dict[str, set[int]] = {}  # source pair -> survivors with such duplicates
     clusters: dict[str, list] = {}  # survivor id -> duplicates, for the first few clusters
     with (
-        RecordWriter(OUT, batch_size=params.batch_size) as out,
-        Quarantine(QUARANTINE, "dedup", params.batch_size) as quarantine,
+        RecordWriter(OUT) as out,
+        Quarantine(QUARANTINE, "dedup") as quarantine,
     ):
         for rec, key, sig in progress(signed_records(paths, params), "dedup", total):
             src = rec["source"]

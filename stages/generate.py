@@ -469,8 +469,8 @@ def write_outputs(
 ) -> dict[str, Any]:
     kept: Counter = Counter()
     with (
-        RecordWriter(OUTPUT, batch_size=1024) as out,
-        Quarantine(quarantine_path("generate"), "generate", 1024) as quarantine,
+        RecordWriter(OUTPUT) as out,
+        Quarantine(quarantine_path("generate"), "generate") as quarantine,
     ):
         for p in prompts:
             entry = cache.get(p.key)

@@ -255,8 +255,8 @@ def ingest(name: str, src: SourceParams, params: IngestParams) -> dict[str, int]
     kept = bad = rows_kept = 0
     last_kept_row = first_drop = None
     with (
-        RecordWriter(raw_path(name), batch_size=params.batch_size) as out,
-        Quarantine(quarantine_path("ingest", name), "ingest", params.batch_size) as quarantine,
+        RecordWriter(raw_path(name)) as out,
+        Quarantine(quarantine_path("ingest", name), "ingest") as quarantine,
     ):
         for i, rec in progress(records, f"ingest {name}"):
             if not isinstance(rec, Drop):

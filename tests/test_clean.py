@@ -277,3 +277,16 @@ def test_check_all_names_a_source_s_bad_override():
     problems = check_all({"sources": {"s": {"format": "jsonl", "path": "s.jsonl",
                                             "clean": {"bogus": 1}}}})  # fmt: skip
     assert any("sources.s.clean.bogus" in p for p in problems), problems
+
+
+def test_the_batch_size_is_a_memory_knob_and_leaves_the_bytes_alone(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    records = [rec(instruction=f"ما عاصمة مصر؟ السؤال {i}") for i in range(150)]
+    records += [rec(output="")] * 10
+    raw_path("s").parent.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(records, schema=RECORD_SCHEMA), raw_path("s"))
+    outputs = []
+    for size in (16, 2048):
+        clean("s", P.model_copy(update={"batch_size": size}))
+        outputs.append([clean_path("s").read_bytes(), quarantine_path("clean", "s").read_bytes()])
+    assert outputs[0] == outputs[1]

@@ -117,7 +117,10 @@ class RecordWriter:
     """Streams records into Parquet in row groups of `batch_size`, each file written
     atomically: one file at `path`, or with `rows_per_file` rolling shards
     `path/part-00000.parquet`, `part-00001.parquet`, ... (at least one, empty when no row
-    came, so DVC tracks a stable output)."""
+    came, so DVC tracks a stable output).
+
+    The row groups are part of the file's bytes: a stage leaves `batch_size` at its default
+    and never passes its params' batch size (a memory knob), so that it cannot change them."""
 
     def __init__(
         self,
