@@ -133,7 +133,10 @@ def test_a_clone_with_an_empty_hf_cache_needs_only_dvc_pull_of_the_hub_data(
     (repo / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False))
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     ran = stages_run(dvc(repo, "repro", "clean@instar500k").stdout)
-    assert ran == {"hub@instar500k", "tokenizer@llama3", "ingest@instar500k", "clean@instar500k"}
+    # source_list too: clean@ reads the source's overrides from it
+    assert ran == {
+        "hub@instar500k", "tokenizer@llama3", "ingest@instar500k", "source_list", "clean@instar500k"
+    }
     files = sorted(p.name for p in (repo / "data/tokenizers/llama3").iterdir())
     assert "tokenizer.json" in files and not any(f.endswith(".safetensors") for f in files)
     metrics = json.loads((repo / "metrics/clean/instar500k.json").read_text())
@@ -152,7 +155,7 @@ def test_a_clone_with_an_empty_hf_cache_needs_only_dvc_pull_of_the_hub_data(
     assert (fresh / "data/tokenizers/llama3/tokenizer.json").is_file()
     assert not (fresh / "data/raw/instar500k.parquet").exists()
     ran = stages_run(dvc(fresh, "repro", "clean@instar500k").stdout)
-    assert ran == {"ingest@instar500k", "clean@instar500k"}  # hub@, tokenizer@ up to date
+    assert ran == {"ingest@instar500k", "source_list", "clean@instar500k"}  # not hub@, tokenizer@
     assert not any(empty.iterdir())  # nothing came from (or went to) an HF cache
     for out in ("data/raw/instar500k.parquet", "data/clean/instar500k.parquet"):
         assert (fresh / out).read_bytes() == (repo / out).read_bytes(), out
