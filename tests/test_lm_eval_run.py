@@ -53,3 +53,12 @@ def test_local_benchmarks_score_a_loaded_model_and_log_every_item(tmp_path):
             assert len(row["loglikelihoods"]) == len(row["choices"]) >= 2
             assert all(ll < 0 for ll in row["loglikelihoods"])
     assert 0 <= out["oall.mean_unweighted.acc"] <= 1
+
+
+def test_lm_evals_own_tree_is_indexed_only_for_a_task_the_include_path_lacks(tmp_path):
+    include = str(benchmarks.include_dir(ROOT / "lm_eval_tasks/instar", tmp_path / "tasks"))
+    own = benchmarks.task_manager(include, {"instar_acva", "instar_mmlu"})
+    assert "instar_acva" in own.all_tasks
+    assert "arc_easy" not in own.all_tasks  # lm-eval's tree was not read
+    both = benchmarks.task_manager(include, {"instar_acva", "arc_easy"})
+    assert {"instar_acva", "arc_easy"} <= set(both.all_tasks)
