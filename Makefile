@@ -37,9 +37,10 @@ repro: install  ## run the default pipeline (dvc repro)
 	dvc repro
 
 # Both cores: pytest-xdist, a module to a worker (module fixtures such as the S3 server and
-# the matrix's repository stay on one); the session's pipeline is built once for both.
+# the matrix's copy stay on one); the pipeline and the matrix are built once, in the
+# background, while the tests that need neither run first (tests/builds.py).
 test: install  ## run every test, slow ones included (pytest's "no tests" counts as failure)
-	@$(PY) -m pytest -n 2 --dist loadfile; rc=$$?; \
+	@$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 test-fast: install  ## the tests that take seconds (no pipeline run)

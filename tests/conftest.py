@@ -124,23 +124,68 @@ def build_pipeline(dest: Path) -> Path:
     return repo
 
 
-@pytest.fixture(scope="session")
-def pipeline(tmp_path_factory) -> Path:
-    """A fresh clone after one full `dvc repro` of the default profile, committed: built once
-    a run. Under pytest-xdist the first worker to need it builds it in the run's shared temp
-    folder, under a file lock, and the others wait for it (and never write to it)."""
-    if "PYTEST_XDIST_WORKER" not in os.environ:
-        return build_pipeline(tmp_path_factory.mktemp("pipeline"))
-    from filelock import FileLock
+BUILDS = pytest.StashKey()  # the background build's process, in the worker that started it
 
-    shared = tmp_path_factory.getbasetemp().parent
-    repo, done = shared / "pipeline" / "repo", shared / "pipeline.built"
-    with FileLock(str(shared / "pipeline.lock")):
-        if not done.exists():
-            shutil.rmtree(repo.parent, ignore_errors=True)  # a build that died half-way
-            build_pipeline(repo)
-            done.write_text(str(repo))
-    return repo
+
+def shared_dir(config) -> Path:
+    """The folder every worker of this run sees: the run's base temp (xdist: its parent)."""
+    base = config._tmp_path_factory.getbasetemp()
+    return base.parent if "PYTEST_XDIST_WORKER" in os.environ else base
+
+
+def needs(item, fixture: str) -> bool:
+    return fixture in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Files in the order that keeps both workers busy while the builds run (`make test`
+    keeps it with --no-loadscope-reorder): those whose tests need no built pipeline, then
+    those with some that do (those first within the file), then the change matrix's (they
+    run longest), then the rest. Tests that need the pipeline keep their order."""
+    files: dict[str, list] = {}
+    for item in items:
+        files.setdefault(item.nodeid.split("::")[0], []).append(item)
+
+    def rank(group: list) -> int:
+        uses = [needs(i, "pipeline") for i in group]
+        if not any(uses):
+            return 0
+        if not all(uses):
+            return 1
+        return 2 if any(needs(i, "matrix_repo") for i in group) else 3
+
+    ordered = sorted(files.values(), key=rank)  # stable: collection order within a rank
+    items[:] = [i for g in ordered for i in sorted(g, key=lambda i: needs(i, "pipeline"))]
+
+
+def pytest_collection_finish(session) -> None:
+    """Start the pipeline build (and the matrix's, if a test needs it) in the background as
+    soon as the tests are known, once a run: tests/builds.py."""
+    from tests import builds
+
+    items = session.items
+    if session.config.option.collectonly or not any(needs(i, "pipeline") for i in items):
+        return
+    matrix = any(needs(i, "matrix_repo") for i in items)
+    session.config.stash[BUILDS] = builds.start(shared_dir(session.config), matrix)
+
+
+def pytest_sessionfinish(session) -> None:
+    from tests import builds
+
+    proc = session.config.stash.get(BUILDS, None)
+    if proc is not None:
+        builds.stop(proc, interrupted=bool(session.shouldstop or session.shouldfail))
+
+
+@pytest.fixture(scope="session")
+def pipeline(request) -> Path:
+    """A fresh clone after one full `dvc repro` of the default profile, committed: built once
+    a run, in the background (tests/builds.py) into the run's shared temp folder; every worker
+    waits for it here and never writes to it (tests that change it take `pipeline_copy`)."""
+    from tests import builds
+
+    return builds.wait(shared_dir(request.config), "pipeline")
 
 
 @pytest.fixture

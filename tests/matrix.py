@@ -43,13 +43,24 @@ def fast(repo: Path) -> None:
     set_param(repo, "evaluate.generation.samples", 4)
 
 
-def build_matrix_repo(pipeline: Path, tmp_path_factory) -> Path:
-    """A copy of the session's pipeline with fast training, rebuilt (one a test module)."""
-    repo = tmp_path_factory.mktemp("matrix") / "repo"
+def build_matrix(pipeline: Path, repo: Path) -> Path:
+    """A copy of the session's pipeline with fast training, rebuilt and committed: built once a
+    run, in the background after the pipeline (tests/builds.py)."""
     shutil.copytree(pipeline, repo, symlinks=True)
     fast(repo)
     dvc(repo, "repro", timeout=1200)
     git_commit_all(repo, "fast training")
+    return repo
+
+
+def matrix_copy(request, tmp_path_factory) -> Path:
+    """A test module's own copy of the built matrix repo (its rows change and restore it)."""
+    from tests import builds
+    from tests.conftest import shared_dir
+
+    built = builds.wait(shared_dir(request.config), "matrix")
+    repo = tmp_path_factory.mktemp("matrix") / "repo"
+    shutil.copytree(built, repo, symlinks=True)
     return repo
 
 

@@ -11,16 +11,16 @@ import pytest
 from tests.conftest import dvc
 from tests.matrix import (
     MODEL_ROWS,
-    build_matrix_repo,
     check_row,
+    matrix_copy,
 )
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def matrix_repo(pipeline, tmp_path_factory) -> Path:
-    return build_matrix_repo(pipeline, tmp_path_factory)
+def matrix_repo(pipeline, request, tmp_path_factory) -> Path:
+    return matrix_copy(request, tmp_path_factory)
 
 
 @pytest.mark.parametrize("what,change,expected", MODEL_ROWS, ids=[m[0] for m in MODEL_ROWS])

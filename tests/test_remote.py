@@ -135,7 +135,11 @@ def test_a_clone_with_an_empty_hf_cache_needs_only_dvc_pull_of_the_hub_data(
     ran = stages_run(dvc(repo, "repro", "clean@instar500k").stdout)
     # source_list too: clean@ reads the source's overrides from it
     assert ran == {
-        "hub@instar500k", "tokenizer@llama3", "ingest@instar500k", "source_list", "clean@instar500k"
+        "hub@instar500k",
+        "tokenizer@llama3",
+        "ingest@instar500k",
+        "source_list",
+        "clean@instar500k",
     }
     files = sorted(p.name for p in (repo / "data/tokenizers/llama3").iterdir())
     assert "tokenizer.json" in files and not any(f.endswith(".safetensors") for f in files)

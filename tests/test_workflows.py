@@ -12,17 +12,17 @@ import yaml
 from tests.matrix import (
     DATA_ROWS,
     MATRIX,
-    build_matrix_repo,
     check_row,
     importers,
+    matrix_copy,
 )
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def matrix_repo(pipeline, tmp_path_factory) -> Path:
-    return build_matrix_repo(pipeline, tmp_path_factory)
+def matrix_repo(pipeline, request, tmp_path_factory) -> Path:
+    return matrix_copy(request, tmp_path_factory)
 
 
 @pytest.mark.parametrize("what,change,expected", DATA_ROWS, ids=[m[0] for m in DATA_ROWS])
