@@ -85,7 +85,19 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):  # keep pytest output clean
         pass
 
+    left = True  # nothing to count out until do_POST has counted this request in
+
+    def _leave(self):
+        """A request stops being in flight before its reply goes out: counted after, the
+        client may already have its reply and have sent the next request, which would then
+        look like one request too many at once."""
+        if not self.left:
+            self.left = True
+            with self.server.lock:
+                self.server.in_flight -= 1
+
     def _send(self, code: int, body: bytes, headers: dict | None = None):
+        self._leave()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         for k, v in (headers or {}).items():
@@ -101,6 +113,7 @@ class Handler(BaseHTTPRequestHandler):
         s = self.server
         req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         n = int(MARK.search(req["messages"][-1]["content"]).group(1))
+        self.left = False
         with s.lock:
             s.calls += 1
             s.in_flight += 1
@@ -119,11 +132,10 @@ class Handler(BaseHTTPRequestHandler):
             elif action == "slow":
                 # The client gives up at its timeout (0.5 s) and may send again; what the
                 # server goes on doing for a request nobody waits for is not "in flight".
-                time.sleep(0.4)
-                with s.lock:
-                    s.in_flight -= 1
-                action = "abandoned"
-                time.sleep(s.slow_s)
+                # It leaves the count at once, not near 0.5 s, where a loaded machine's
+                # late thread would count it beside the client's next request.
+                self._leave()
+                time.sleep(0.4 + s.slow_s)
                 self._send(200, completion(n))
             elif action == "toolong":  # a 400 about this prompt alone
                 self._send(400, b'{"detail": "the prompt is longer than the context"}')
@@ -137,9 +149,7 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 self._send(200, completion(n))
         finally:
-            if action != "abandoned":
-                with s.lock:
-                    s.in_flight -= 1
+            self._leave()
 
 
 def completion(n: int, content: str | None = None) -> bytes:
