@@ -132,10 +132,12 @@ class Handler(BaseHTTPRequestHandler):
             elif action == "slow":
                 # The client gives up at its timeout (0.5 s) and may send again; what the
                 # server goes on doing for a request nobody waits for is not "in flight".
-                # It leaves the count at once, not near 0.5 s, where a loaded machine's
-                # late thread would count it beside the client's next request.
+                # It stays counted for half that wait, so a client that sends past its
+                # limit meanwhile is still seen, and leaves well before 0.5 s, where a
+                # loaded machine's late thread would count it beside the client's retry.
+                time.sleep(0.25)
                 self._leave()
-                time.sleep(0.4 + s.slow_s)
+                time.sleep(0.15 + s.slow_s)
                 self._send(200, completion(n))
             elif action == "toolong":  # a 400 about this prompt alone
                 self._send(400, b'{"detail": "the prompt is longer than the context"}')
