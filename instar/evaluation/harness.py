@@ -24,6 +24,7 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from instar.console import StageError, console
 from instar.params.evaluate import BenchmarkParams
@@ -161,6 +162,7 @@ def run_benchmarks(
 ) -> dict[str, float]:
     """Every benchmark of `params.tasks`; per-item logs to `samples_dir`/<task>.jsonl."""
     import lm_eval
+    import lm_eval.evaluator
 
     go_offline()
     if samples_dir.exists():
@@ -168,7 +170,13 @@ def run_benchmarks(
     samples_dir.mkdir(parents=True)
     per: dict[str, dict[str, float]] = {}
     sizes: dict[str, dict[str, int]] = {}
-    with tempfile.TemporaryDirectory(prefix="instar-tasks-") as tmp:
+    # lm-eval adds torch's collect_env report to each call's results: a dozen subprocesses
+    # (pip, nvidia-smi, ...) per benchmark, 15 of them a stage on the paper profile. Nothing
+    # here reads it; the stage's metrics carry their own fingerprint.
+    with (
+        tempfile.TemporaryDirectory(prefix="instar-tasks-") as tmp,
+        mock.patch.object(lm_eval.evaluator, "add_env_info", lambda results: None),
+    ):
         include = params.include_path and str(include_dir(ROOT / params.include_path, Path(tmp)))
         manager = task_manager(include, set(params.tasks.values()))
         for name, task in params.tasks.items():
