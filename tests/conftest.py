@@ -158,39 +158,6 @@ def pytest_collection_modifyitems(config, items) -> None:
     items[:] = [i for g in ordered for i in sorted(g, key=lambda i: needs(i, "pipeline"))]
 
 
-MATRIX_ROW = "::test_a_change_reruns_exactly_the_stages_it_touches["
-MATRIX_SHARES = 2  # a module's change-matrix rows, dealt to this many work units
-
-
-def pytest_xdist_make_scheduler(config, log):
-    """`--dist loadfile`, except that each matrix module's rows (each a `dvc repro` of its
-    own, together the two longest files) are dealt into MATRIX_SHARES units, so both
-    workers take some. A unit on the other worker builds its own module copy of the matrix
-    repo (a copytree; each row restores it after itself, so rows are independent).
-
-    A scheduler rather than xdist_group marks: `--dist loadgroup` renames node ids through
-    `item._nodeid`, which pytest 9 no longer reads, so its groups never form."""
-    if config.getvalue("dist") != "loadfile":
-        return None
-    from xdist.scheduler import LoadFileScheduling
-
-    class MatrixShares(LoadFileScheduling):
-        def __init__(self, config, log=None):
-            super().__init__(config, log)
-            self.shares: dict[str, str] = {}
-
-        def _split_scope(self, nodeid: str) -> str:
-            file = super()._split_scope(nodeid)
-            if MATRIX_ROW not in nodeid:
-                return file
-            if nodeid not in self.shares:  # dealt in collection order, the same on each call
-                dealt = sum(1 for n in self.shares if n.startswith(file + "::"))
-                self.shares[nodeid] = f"{file}#rows{dealt % MATRIX_SHARES}"
-            return self.shares[nodeid]
-
-    return MatrixShares(config, log)
-
-
 def pytest_collection_finish(session) -> None:
     """Start the pipeline build (and the matrix's, if a test needs it) in the background as
     soon as the tests are known, once a run: tests/builds.py."""
