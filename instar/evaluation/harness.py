@@ -172,7 +172,7 @@ def run_benchmarks(
     sizes: dict[str, dict[str, int]] = {}
     # lm-eval adds torch's collect_env report to each call's results: a dozen subprocesses
     # (pip, nvidia-smi, ...) per benchmark, 15 of them a stage on the paper profile. Nothing
-    # here reads it; the stage's metrics carry their own fingerprint.
+    # here reads it: only the scores and samples below leave this function.
     with (
         tempfile.TemporaryDirectory(prefix="instar-tasks-") as tmp,
         mock.patch.object(lm_eval.evaluator, "add_env_info", lambda results: None),
