@@ -50,6 +50,23 @@ def test_rouge_l_keeps_arabic_where_the_default_tokenizer_drops_it():
     assert ArabicTokenizer().tokenize("مدرسةٌ إلى") == ArabicTokenizer().tokenize("مدرسه الي")
 
 
+def test_rouge_l_equals_rouge_scores_own_on_every_pair_of_shipped_answers():
+    import json
+    import random
+
+    from rouge_score.rouge_scorer import RougeScorer
+
+    rows = [json.loads(line) for line in (ROOT / "data/sources/handwritten.jsonl").open()]
+    outputs = [r["output"] for r in rows if r.get("output")]
+    pairs = [tuple(random.Random(n).sample(outputs, 2)) for n in range(300)]
+    pairs += [(o, o[: len(o) // 2]) for o in outputs[:50]] + [("", outputs[0])]
+    scorer = RougeScorer(["rougeL"], tokenizer=ArabicTokenizer())
+    theirs = [scorer.score(ref, pred)["rougeL"].fmeasure for pred, ref in pairs]
+    ours = rouge_l([p for p, _ in pairs], [r for _, r in pairs])
+    assert ours == theirs  # the same floats: metrics files keep their bytes
+    assert len(set(theirs)) > 50
+
+
 def test_local_tasks_load_offline_with_absolute_data_files(tmp_path, monkeypatch):
     from lm_eval.tasks import TaskManager
 
