@@ -28,6 +28,8 @@ from instar.text.language import arabic_confidence
 from instar.text.repetition import (
     duplicate_line_fraction,
     duplicate_ngram_fraction,
+    tandem_line_share,
+    tandem_shares,
     top_ngram_fraction,
 )
 from instar.text.scrub import scrub_pii, strip_markup
@@ -130,9 +132,17 @@ def _repetition(r, p):
     rp = p.repetition
     if not rp.enabled or words(r["output"]) < rp.min_words:
         return None
-    x = duplicate_line_fraction(r["output"])
-    if x > rp.max_duplicate_line_fraction:
-        return Drop("repetition:duplicate_lines", round(x, 3))
+    if (x := tandem_line_share(r["output"])) > rp.max_tandem_line_share:
+        return Drop("repetition:tandem_lines", round(x, 3))
+    share, excess = tandem_shares(r["output"], rp.max_period, rp.free_copies)
+    if share > rp.max_tandem_share:
+        return Drop("repetition:tandem_share", round(share, 3))
+    if excess > rp.max_tandem_excess:
+        return Drop("repetition:tandem_excess", round(excess, 3))
+    if rp.max_duplicate_line_fraction is not None:
+        x = duplicate_line_fraction(r["output"])
+        if x > rp.max_duplicate_line_fraction:
+            return Drop("repetition:duplicate_lines", round(x, 3))
     toks = r["output"].split()
     for n, limit in sorted(rp.max_top_ngram_fraction.items()):
         if (x := top_ngram_fraction(toks, n)) > limit:

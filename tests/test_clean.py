@@ -8,7 +8,12 @@ from instar.params.clean import CleanParams
 from instar.records.paths import clean_path, quarantine_path, raw_path
 from instar.records.schema import RECORD_SCHEMA, make_record, record_id
 from instar.text.arabic import arabic_enough, arabic_ratio, dedup_key, has_letters, normalise
-from instar.text.repetition import duplicate_line_fraction, duplicate_ngram_fraction
+from instar.text.repetition import (
+    duplicate_line_fraction,
+    duplicate_ngram_fraction,
+    tandem_copies,
+    tandem_shares,
+)
 from instar.text.scrub import scrub_pii, strip_markup
 from stages.clean import clean, judge, normalise_record
 
@@ -143,7 +148,15 @@ def test_scrub_counts_reach_the_metrics_and_the_record_is_kept():
         ),
         (
             rec(output="\n".join(["النيل أطول نهر في العالم ويمر بمصر."] * 8)),
-            "repetition:duplicate_lines",
+            "repetition:tandem_lines",
+        ),
+        (  # a model's loop: one sentence again and again on one line
+            rec(output=ANSWER + " " + "وهي مدينة كبيرة جدا " * 12),
+            "repetition:tandem_share",
+        ),
+        (  # a loop that counts: each copy differs in its number, so no copy is exact
+            rec(output=ANSWER + " " + " ".join(f"ثم الخطوة رقم {n} من الخطوات" for n in range(9))),
+            "repetition:tandem_excess",
         ),
         (
             rec(instruction="عاصمة مصر هي القاهرة", output="عاصمةُ مصرَ هي القاهرة."),
@@ -206,6 +219,38 @@ def test_repetition_rules_leave_short_answers_alone():
     assert duplicate_line_fraction("أ\nب\nأ\nأ") == 0.5
 
 
+def test_tandem_copies_number_each_copy_of_a_back_to_back_run():
+    import numpy as np
+
+    ids = np.array([7, 1, 2, 3, 1, 2, 3, 1, 2, 3, 9])
+    assert tandem_copies(ids, 8, 0)[0].tolist() == [0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 0]
+    # the same span spread out, with other words between its uses, is no copy
+    assert tandem_copies(np.array([1, 2, 3, 4, 5, 1, 2, 3, 6, 7, 1, 2, 3]), 8, 0)[0].max() == 0
+    # one item in five may drift, for spans of 5 or more
+    drift = np.array([1, 2, 3, 4, 5, 1, 2, 3, 4, 6, 1, 2, 3, 4, 7])
+    exact, loose = tandem_copies(drift, 8, 0, 5)
+    assert exact.max() == 0 and loose.max() == 2
+
+
+def test_a_formula_through_a_long_text_is_no_loop_but_gopher_counts_it():
+    formula = "صلى الله عليه وسلم"
+    sayings = [
+        "إنما الأعمال بالنيات وإنما لكل امرئ ما نوى",
+        "من حسن إسلام المرء تركه ما لا يعنيه",
+        "لا يؤمن أحدكم حتى يحب لأخيه ما يحب لنفسه",
+        "الدين النصيحة قلنا لمن قال لله ولكتابه ولرسوله",
+        "اتق الله حيثما كنت وأتبع السيئة الحسنة تمحها",
+        "الطهور شطر الإيمان والحمد لله تملأ الميزان",
+    ]
+    text = " ".join(f"قال رسول الله {formula}: {s}." for s in sayings)
+    assert tandem_shares(text, 64, 3) == (0.0, 0.0)
+    assert duplicate_ngram_fraction(text.split(), 5) > 0.4  # the Gopher share sees a loop
+    gopher = {"repetition": {"min_words": 30, "max_duplicate_ngram_fraction": {5: 0.165}}}
+    web = CleanParams(**{**P.model_dump(), **gopher})
+    assert verdict(rec(output=text)) is None
+    assert verdict(rec(output=text), web).rule == "repetition:duplicate_5gram"
+
+
 def test_a_good_record_passes_and_its_id_follows_the_cleaned_text():
     r = normalise_record(rec(instruction="ما عاصمـــة مصر؟"), P, Counter())
     assert judge([r], P) == [None]
@@ -266,7 +311,7 @@ def test_repetition_off_for_a_source_keeps_the_formulas_the_rule_would_drop():
 
     refrain = "\n".join(["يا ليل الصب متى غده أقيام الساعة موعده"] * 12)
     r = rec(output=refrain)
-    assert verdict(r).rule == "repetition:duplicate_lines"
+    assert verdict(r).rule == "repetition:tandem_lines"
     off = for_source("poems", {"repetition": {"enabled": False}}, {"clean": P.model_dump()})
     assert verdict(r, off) is None
 

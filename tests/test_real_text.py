@@ -17,12 +17,15 @@ import pytest
 import yaml
 
 from instar.params.clean import CleanParams
+from instar.records.schema import make_record
 from instar.text.repetition import (
     duplicate_line_fraction,
     duplicate_ngram_fraction,
     top_ngram_fraction,
 )
 from tests.conftest import ROOT
+
+PROMPT = "اذكر النص التالي كاملاً."
 
 
 def package_file(package: str, path: str) -> Path:
@@ -79,6 +82,14 @@ def default_clean() -> CleanParams:
     return CleanParams(**params["clean"])
 
 
+def web_clean() -> CleanParams:
+    """The clean section as the web sample gets it: Gopher's shares at FineWeb-2's values."""
+    from instar.params.clean import for_source
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    return for_source("web_sample", params["sources"]["web_sample"]["clean"], params)
+
+
 def gopher_drop(text: str, rp) -> str | None:
     """The first Gopher share over its FineWeb-2 threshold, for outputs of min_words or more."""
     words = text.split()
@@ -96,10 +107,11 @@ def gopher_drop(text: str, rp) -> str | None:
 
 
 def test_gophers_shares_drop_edited_text_by_the_hundred(texts):
-    """Today's drop rate: at FineWeb-2's values, clean's default, they drop 7% of the
-    hadith (measured: 1,041 of 14,940, 11.5% of those of 50 words or more) and 7 of the 198
-    Quran texts, al-Mursalat and ar-Rahman with their refrains among them."""
-    rp = default_clean().repetition
+    """Why they are not clean's default: at FineWeb-2's values (which the web sample keeps)
+    they drop 7% of the hadith (measured: 1,041 of 14,940, 11.5% of those of 50 words or
+    more) and 7 of the 198 Quran texts, al-Mursalat and ar-Rahman with their refrains among
+    them."""
+    rp = web_clean().repetition
     drops = Counter(rule for key, text in texts.items() if (rule := gopher_drop(text, rp)))
     hadith_drops = sum(
         1 for key, text in texts.items() if not key.startswith("quran") and gopher_drop(text, rp)
@@ -107,3 +119,52 @@ def test_gophers_shares_drop_edited_text_by_the_hundred(texts):
     assert hadith_drops > 0.05 * 14940, drops
     assert gopher_drop(texts["quran:55:1-78"], rp) == "duplicate_lines"  # ar-Rahman's refrain
     assert drops["duplicate_5gram"] > 500  # chains restated after "ح", formulas
+
+
+def judged(texts: dict[str, str], params: CleanParams) -> dict[str, tuple[str, object]]:
+    """Every rule of clean, as the stage runs it (normalised records, judged in batches):
+    the drops, by key."""
+    from stages.clean import judge, normalise_record
+
+    keys = list(texts)
+    recs = [
+        normalise_record(
+            make_record(
+                instruction=PROMPT,
+                output=texts[k],
+                task="open_qa",
+                source="realtext",
+                source_row=i,
+                origin="collected",
+            ),
+            params,
+            Counter(),
+        )
+        for i, k in enumerate(keys)
+    ]
+    drops = {}
+    size = params.batch_size
+    for at in range(0, len(recs), size):
+        for k, v in zip(keys[at : at + size], judge(recs[at : at + size], params), strict=True):
+            if v is not None:
+                drops[k] = (v.rule, v.value)
+    return drops
+
+
+# Reviewed: each drop, its rule and why it is right (or the price of catching loops).
+EXPECTED_DROPS = {
+    "muslim:4734": (
+        "repetition:tandem_excess",
+        "six parallel clauses, each changing two or three words (a camel, a horse, a sheep, "
+        "a soul, cloth, gold ...): the shape of a loop that drifts; keeping it would let "
+        "such loops through",
+    ),
+}
+
+
+def test_clean_keeps_the_edited_text_and_drops_only_the_reviewed_records(texts):
+    drops = judged(texts, default_clean())
+    assert len(drops) <= 0.01 * len(texts)
+    assert {k: rule for k, (rule, _) in drops.items()} == {
+        k: rule for k, (rule, _) in EXPECTED_DROPS.items()
+    }, drops

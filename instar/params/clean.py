@@ -46,17 +46,36 @@ class LanguageParams(Section):
 
 
 class RepetitionParams(Section):
-    """Gopher-style repetition rules, for outputs of at least `min_words` words."""
+    """Repetition rules (instar/text/repetition.py), for outputs of at least `min_words` words:
+    back-to-back copies always; the Gopher n-gram shares only where their thresholds are set."""
 
-    enabled: bool = Field(True, description="false: no repetition rule (an edited collection)")
+    enabled: bool = Field(True, description="false: no repetition rule at all")
     min_words: Annotated[int, Field(ge=1)] = 50
-    max_duplicate_line_fraction: Annotated[float, Field(ge=0, le=1)] = 0.304
-    max_top_ngram_fraction: dict[int, float] = Field(
-        default_factory=lambda: {2: 0.197, 3: 0.172, 4: 0.146}
+    # The tandem thresholds, measured on tests/test_real_text.py's hadith (14,940) and Quran
+    # (198) records: lines in a back-to-back repeat are 0 on all of them; the exact share
+    # reaches 0.326 (a supplication said three times, muslim:3146; 99.9th percentile 0.199);
+    # the excess reaches 0.189 (six parallel clauses, muslim:4734, the one expected drop).
+    # Loops built from the same text (a line, a list or a span again and again, a whole
+    # answer pasted twice) score above them from 6 copies; 3 to 5 copies of a span look like
+    # the supplication and pass.
+    max_tandem_line_share: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.30, description="share of lines that repeat the 1-4 lines just before them"
     )
-    max_duplicate_ngram_fraction: dict[int, float] = Field(
-        default_factory=lambda: {5: 0.165, 6: 0.154, 7: 0.143, 8: 0.131, 9: 0.120, 10: 0.109}
+    max_tandem_share: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.35, description="share of characters in exact back-to-back copies of a span"
     )
+    max_tandem_excess: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.15, description="share of characters in copies after the `free_copies`-th (drift ok)"
+    )
+    max_period: Annotated[int, Field(ge=1)] = Field(64, description="longest span, in words")
+    free_copies: Annotated[int, Field(ge=1)] = 3
+    # Gopher's shares, built for web pages, where FineWeb-2's arb_Arab values are 0.304 for
+    # lines, {2: 0.197, 3: 0.172, 4: 0.146} top n-grams and 0.165-0.109 for 5-10-gram
+    # duplicates. On edited text they mistake formulas for loops (see repetition.py): set them
+    # for a web source (`sources.<name>.clean.repetition`), not for everything.
+    max_duplicate_line_fraction: Annotated[float, Field(ge=0, le=1)] | None = None
+    max_top_ngram_fraction: dict[int, float] = Field(default_factory=dict)
+    max_duplicate_ngram_fraction: dict[int, float] = Field(default_factory=dict)
 
 
 class CleanParams(Section):
