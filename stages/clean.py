@@ -24,7 +24,7 @@ from instar.records.quarantine import Drop, Quarantine
 from instar.records.schema import TEXT_FIELDS, with_id
 from instar.records.storage import RecordWriter, count_rows, iter_records, write_json
 from instar.text.arabic import arabic_ratio, dedup_key, has_letters, normalise, words
-from instar.text.language import arabic_confidence
+from instar.text.language import arabic_confidence, language_names
 from instar.text.repetition import (
     duplicate_line_fraction,
     duplicate_ngram_fraction,
@@ -164,6 +164,9 @@ def _instruction_equals_output(r, p):
     return Drop("instruction_equals_output", r["output"][:80]) if same else None
 
 
+# The rules that read the language, by script and by language ID: the English answers of
+# a published set meet the first, Persian or Urdu the second.
+LANGUAGE_RULES = ("arabic_ratio", "language")
 # The rule names, in order, as metrics/clean/<source>.json counts them.
 RULES = [
     "empty_output", "short_output", "short_instruction", "too_long", "arabic_ratio",
@@ -204,6 +207,9 @@ def clean(source: str, params: CleanParams) -> dict[str, Any]:
         raise StageError(f"{src}: not found; run `dvc repro ingest@{source}` first")
     total = count_rows(src)
     scrubbed: Counter = Counter()
+    systems: dict[str, str] = {}  # a system text's language: published sets repeat one text
+    system_languages: Counter = Counter()
+    language_drops: Counter = Counter()
     with (
         RecordWriter(clean_path(source)) as out,
         Quarantine(quarantine_path("clean", source), "clean") as quarantine,
@@ -211,9 +217,14 @@ def clean(source: str, params: CleanParams) -> dict[str, Any]:
         records = progress(iter_records(src, params.batch_size), f"clean {source}", total)
         for batch in batches(records, params.batch_size):
             batch = [normalise_record(r, params, scrubbed) for r in batch]
+            new = sorted({r["system"] for r in batch if r["system"]} - systems.keys())
+            systems.update(zip(new, language_names(new, params.language.languages), strict=True))
+            system_languages.update(systems[r["system"]] if r["system"] else "none" for r in batch)
             for rec, verdict in zip(batch, judge(batch, params), strict=True):
                 if verdict:
                     quarantine.reject(rec, verdict)
+                    if verdict.rule in LANGUAGE_RULES:
+                        language_drops[published_source(rec)] += 1
                 else:
                     out.write(rec)
     dropped = Counter()
@@ -236,7 +247,19 @@ def clean(source: str, params: CleanParams) -> dict[str, Any]:
         "scrubbed": {
             k: scrubbed.get(k, 0) for k in ("markup", "email", "url", "phone", "records_scrubbed")
         },
+        # The published InstAr set carries one English system prompt on many rows, and some
+        # English answers in Arabic rows: both counted, the drops of the language rules by
+        # the row's published source.
+        "system_prompts_by_language": dict(sorted(system_languages.items())),
+        "dropped_language_by_published_source": dict(sorted(language_drops.items())),
     }
+
+
+def published_source(rec: Record) -> str:
+    """The `source` a published set gave the row (kept in meta by `meta_columns`), else
+    this pipeline's own source name."""
+    meta = json.loads(rec["meta"] or "{}")
+    return str(meta.get("source") or rec["source"])
 
 
 def main() -> None:

@@ -274,6 +274,33 @@ def test_counts_add_up_and_every_drop_is_quarantined_with_rule_and_value(tmp_pat
     assert pq.read_table(clean_path("s")).num_rows == 1
 
 
+def test_system_prompts_by_language_and_language_drops_by_published_source(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    english = "You are a helpful assistant. Answer the user's question carefully."
+    arabic = "أنت مساعد مفيد يجيب عن أسئلة المستخدم بدقة ووضوح."
+    answer_en = "The capital of Egypt is Cairo, a large city on the river Nile."
+    records = [
+        rec(system=english, meta={"source": "alpaca_ar"}),
+        rec(system=english, output=answer_en, meta={"source": "alpaca_ar"}),
+        rec(system=english, output=answer_en, meta={"source": "dolly_ar"}),
+        rec(system=arabic, meta={"source": "dolly_ar"}),
+        rec(output=answer_en),  # no published source: this pipeline's own name counts
+        rec(),
+        rec(  # Persian in Arabic script: language ID, not the script, drops it
+            instruction="پایتخت مصر کجاست و چرا این شهر مهم است؟",
+            output="پایتخت مصر قاهره است و این شهر بسیار بزرگ و زیبا است.",
+            meta={"source": "dolly_ar"},
+        ),
+    ]
+    raw_path("s").parent.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(records, schema=RECORD_SCHEMA), raw_path("s"))
+    m = clean("s", P)
+    assert m["system_prompts_by_language"] == {"arabic": 1, "english": 3, "none": 3}
+    assert m["dropped_language_by_published_source"] == {"alpaca_ar": 1, "dolly_ar": 2, "s": 1}
+    assert m["dropped"]["arabic_ratio"] == 3 and m["dropped"]["language"] == 1
+    assert m["records_out"] == 3
+
+
 def test_too_long_can_count_tokens_of_a_named_tokenizer(tmp_path):
     from instar.modeling.build import build_tokenizer
 

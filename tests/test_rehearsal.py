@@ -12,11 +12,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import env, stages_run, wait_gone
+from tests.standin_data import ENGLISH_ANSWER, ENGLISH_SYSTEM, instar_rows
 from tests.standin_hub import fill
 
 pytestmark = [pytest.mark.slow, pytest.mark.rehearsal]
@@ -114,6 +116,17 @@ def test_the_readme_commands_rehearse_the_paper_profile(pipeline, stand_in, tmp_
         assert shown(f"metrics/train/{m}.json")["steps"] == 6
         resumed.append(shown(f"metrics/perf/train/{m}.json")["resumed_from_step"])
     assert sorted(resumed, key=str) == sorted([step, None], key=str)  # one model was killed
+
+    # the published set's quirks, counted: its English system prompt, and its English answers
+    # by the row's own published source
+    rows = instar_rows()
+    counts = shown("metrics/clean/instar500k.json")
+    assert counts["system_prompts_by_language"]["english"] == sum(
+        r["system"] == ENGLISH_SYSTEM for r in rows
+    )
+    by_source = counts["dropped_language_by_published_source"]
+    english = Counter(r["source"] for r in rows if r["output"] == ENGLISH_ANSWER)
+    assert english and all(by_source.get(s, 0) >= n for s, n in english.items()), by_source
 
     again = make_paper(repo, environ)
     out = one_line(finish(again))

@@ -26,3 +26,12 @@ def arabic_confidence(texts: list[str], languages: tuple[str, ...]) -> list[floa
     if not texts:
         return []
     return detector(languages).compute_language_confidence_in_parallel(texts, Language.ARABIC)
+
+
+def language_names(texts: list[str], languages: tuple[str, ...]) -> list[str]:
+    """The most likely of `languages` (and Arabic) for each text, in lower case; "unknown"
+    where lingua cannot tell (no letters)."""
+    if not texts:
+        return []
+    found = detector(languages).detect_languages_in_parallel_of(texts)
+    return [lang.name.lower() if lang else "unknown" for lang in found]
