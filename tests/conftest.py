@@ -140,10 +140,8 @@ def needs(item, fixture: str) -> bool:
 def pytest_collection_modifyitems(config, items) -> None:
     """Files in the order that keeps both workers busy while the builds run (`make test`
     keeps it with --no-loadscope-reorder): those whose tests need no built pipeline, then
-    those with some that do (those first within the file), then the rehearsal (one long test
-    that needs only the pipeline: it runs while the matrix builds, where a matrix module
-    would wait, and it no longer ends the run alone), then the change matrix's (they run
-    longest), then the rest. Tests that need the pipeline keep their order."""
+    those with some that do (those first within the file), then the change matrix's (they
+    run longest), then the rest. Tests that need the pipeline keep their order."""
     files: dict[str, list] = {}
     for item in items:
         files.setdefault(item.nodeid.split("::")[0], []).append(item)
@@ -154,9 +152,7 @@ def pytest_collection_modifyitems(config, items) -> None:
             return 0
         if not all(uses):
             return 1
-        if any(i.get_closest_marker("rehearsal") for i in group):
-            return 2
-        return 3 if any(needs(i, "matrix_repo") for i in group) else 4
+        return 2 if any(needs(i, "matrix_repo") for i in group) else 3
 
     ordered = sorted(files.values(), key=rank)  # stable: collection order within a rank
     items[:] = [i for g in ordered for i in sorted(g, key=lambda i: needs(i, "pipeline"))]
