@@ -21,7 +21,7 @@ from instar.params.clean import CleanParams, LengthLimit, for_source
 from instar.params.sources import SourceParams
 from instar.records.paths import clean_overrides_path, clean_path, quarantine_path, raw_path
 from instar.records.quarantine import Drop, Quarantine
-from instar.records.schema import TEXT_FIELDS, with_id
+from instar.records.schema import TEXT_FIELDS, load_meta, with_id
 from instar.records.storage import RecordWriter, count_rows, iter_records, write_json
 from instar.text.arabic import arabic_ratio, dedup_key, has_letters, normalise, words
 from instar.text.language import arabic_confidence, language_names
@@ -258,8 +258,7 @@ def clean(source: str, params: CleanParams) -> dict[str, Any]:
 def published_source(rec: Record) -> str:
     """The `source` a published set gave the row (kept in meta by `meta_columns`), else
     this pipeline's own source name."""
-    meta = json.loads(rec["meta"] or "{}")
-    return str(meta.get("source") or rec["source"])
+    return str(load_meta(rec["meta"]).get("source") or rec["source"])
 
 
 def main() -> None:

@@ -18,11 +18,6 @@ import yaml
 
 from instar.params.clean import CleanParams
 from instar.records.schema import make_record
-from instar.text.repetition import (
-    duplicate_line_fraction,
-    duplicate_ngram_fraction,
-    top_ngram_fraction,
-)
 from tests.conftest import ROOT
 
 PROMPT = "اذكر النص التالي كاملاً."
@@ -77,48 +72,36 @@ def texts() -> dict[str, str]:
     return got
 
 
+def repo_params() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+
+
 def default_clean() -> CleanParams:
-    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-    return CleanParams(**params["clean"])
+    return CleanParams(**repo_params()["clean"])
 
 
-def web_clean() -> CleanParams:
-    """The clean section as the web sample gets it: Gopher's shares at FineWeb-2's values."""
+def gopher_only() -> CleanParams:
+    """The clean section as the web sample gets it (Gopher's shares at FineWeb-2's values),
+    with the tandem rules out of reach: what Gopher's shares alone drop."""
     from instar.params.clean import for_source
 
-    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-    return for_source("web_sample", params["sources"]["web_sample"]["clean"], params)
-
-
-def gopher_drop(text: str, rp) -> str | None:
-    """The first Gopher share over its FineWeb-2 threshold, for outputs of min_words or more."""
-    words = text.split()
-    if len(words) < rp.min_words:
-        return None
-    if duplicate_line_fraction(text) > rp.max_duplicate_line_fraction:
-        return "duplicate_lines"
-    for n, limit in sorted(rp.max_top_ngram_fraction.items()):
-        if top_ngram_fraction(words, n) > limit:
-            return f"top_{n}gram"
-    for n, limit in sorted(rp.max_duplicate_ngram_fraction.items()):
-        if duplicate_ngram_fraction(words, n) > limit:
-            return f"duplicate_{n}gram"
-    return None
+    params = repo_params()
+    web = for_source("web_sample", params["sources"]["web_sample"]["clean"], params)
+    off = {"max_tandem_line_share": 1, "max_tandem_share": 1, "max_tandem_excess": 1}
+    return web.model_copy(update={"repetition": web.repetition.model_copy(update=off)})
 
 
 def test_gophers_shares_drop_edited_text_by_the_hundred(texts):
     """Why they are not clean's default: at FineWeb-2's values (which the web sample keeps)
-    they drop 7% of the hadith (measured: 1,041 of 14,940, 11.5% of those of 50 words or
-    more) and 7 of the 198 Quran texts, al-Mursalat and ar-Rahman with their refrains among
-    them."""
-    rp = web_clean().repetition
-    drops = Counter(rule for key, text in texts.items() if (rule := gopher_drop(text, rp)))
-    hadith_drops = sum(
-        1 for key, text in texts.items() if not key.startswith("quran") and gopher_drop(text, rp)
-    )
-    assert hadith_drops > 0.05 * 14940, drops
-    assert gopher_drop(texts["quran:55:1-78"], rp) == "duplicate_lines"  # ar-Rahman's refrain
-    assert drops["duplicate_5gram"] > 500  # chains restated after "ح", formulas
+    they drop 7% of the hadith (measured: 1,058 of 14,940) and 7 of the 198 Quran texts,
+    al-Mursalat and ar-Rahman with their refrains among them."""
+    from stages.clean import _repetition
+
+    params = gopher_only()
+    drops = {k: d.rule for k, text in texts.items() if (d := _repetition({"output": text}, params))}
+    assert sum(not k.startswith("quran") for k in drops) > 0.05 * 14940, Counter(drops.values())
+    assert drops["quran:55:1-78"] == "repetition:duplicate_lines"  # ar-Rahman's refrain
+    assert Counter(drops.values())["repetition:duplicate_5gram"] > 500  # chains after "ح"
 
 
 def judged(texts: dict[str, str], params: CleanParams) -> dict[str, tuple[str, object]]:
