@@ -19,12 +19,14 @@ from instar.console import StageError, console, parser, progress, run
 from instar.params import core as config
 from instar.params.clean import CleanParams, LengthLimit, for_source
 from instar.params.sources import SourceParams
+from instar.params.tasks import ANY, ARABIC, PUBLISHED, TaskParams, language_problems
+from instar.params.tasks import load as load_tasks
 from instar.records.paths import clean_overrides_path, clean_path, quarantine_path, raw_path
 from instar.records.quarantine import Drop, Quarantine
 from instar.records.schema import TEXT_FIELDS, load_meta, with_id
 from instar.records.storage import RecordWriter, count_rows, iter_records, write_json
 from instar.text.arabic import arabic_ratio, dedup_key, has_letters, normalise, words
-from instar.text.language import arabic_confidence, language_names
+from instar.text.language import confidence, language_names
 from instar.text.repetition import (
     duplicate_line_fraction,
     duplicate_ngram_fraction,
@@ -35,7 +37,8 @@ from instar.text.repetition import (
 from instar.text.scrub import scrub_pii, strip_markup
 
 Record = dict[str, Any]
-Rule = Callable[[Record, CleanParams], Drop | None]
+Tasks = dict[str, TaskParams]
+Rule = Callable[[Record, CleanParams, Tasks], Drop | None]
 
 
 def normalise_record(rec: Record, params: CleanParams, scrubbed: Counter) -> Record:
@@ -56,18 +59,35 @@ def normalise_record(rec: Record, params: CleanParams, scrubbed: Counter) -> Rec
     return with_id(rec)
 
 
-def language_parts(rec: Record, params: CleanParams) -> list[str]:
-    """What the language rules read: the prompt (instruction and input) and the output each
-    on its own, so an English answer to an Arabic question does not pass on the question's
-    letters; a part shorter than `language.min_words` is read together with the other (a
-    four-word question is too short to tell Arabic from Persian). Only the prompt for tasks
-    whose output is declared not Arabic."""
-    prompt = "\n".join(rec[f] for f in ("instruction", "input") if rec[f])
-    if rec["task"] in params.non_arabic_output_tasks:
-        return [prompt] if prompt.strip() else []
-    parts = [p for p in (prompt, rec["output"]) if p.strip()]
-    if len(parts) == 2 and min(words(p) for p in parts) < params.language.min_words:
-        return ["\n".join(parts)]
+def output_language(rec: Record, tasks: Tasks) -> str:
+    # A task outside the taxonomy is validate's to refuse; until then its output is Arabic.
+    task = tasks.get(rec["task"])
+    return task.output_language if task else ARABIC
+
+
+def _prompt(rec: Record) -> str:
+    return "\n".join(rec[f] for f in ("instruction", "input") if rec[f])
+
+
+def language_parts(rec: Record, params: CleanParams, tasks: Tasks) -> list[tuple[str, str]]:
+    """What the language rules read, each part with the language it must be: the prompt
+    (instruction and input) and the output each on its own, so an English answer to an
+    Arabic question does not pass on the question's letters; an Arabic part shorter than
+    `language.min_words` is read together with the other (a four-word question is too short
+    to tell Arabic from Persian). The output of a task whose `output_language` is `any` is
+    not read; one of a named language is read as that language."""
+    prompt = _prompt(rec)
+    language = output_language(rec, tasks)
+    parts = [(prompt, ARABIC)] if prompt.strip() else []
+    if language == ANY or not rec["output"].strip():
+        return parts
+    parts.append((rec["output"], language))
+    if (
+        language == ARABIC
+        and len(parts) == 2
+        and min(words(p) for p, _ in parts) < params.language.min_words
+    ):
+        return [("\n".join(p for p, _ in parts), ARABIC)]
     return parts
 
 
@@ -88,31 +108,33 @@ def length(rec: Record, limit: LengthLimit) -> int:
 
 # Each rule returns None when the record passes, else its Drop: the rule's name and the value
 # that failed. The first failing rule, in RULES' order, is the one recorded.
-def _empty_output(r, p):
+def _empty_output(r, p, t):
     return Drop("empty_output", "") if not r["output"].strip() else None
 
 
-def _short_output(r, p):
+def _short_output(r, p, t):
     n = words(r["output"])
-    limit = p.min_output_words_by_task.get(r["task"], p.min_output_words)
+    label = r["task"] in t and t[r["task"]].label
+    limit = p.min_label_words if label else p.min_output_words
     return Drop("short_output", n) if n < limit else None
 
 
-def _short_instruction(r, p):
+def _short_instruction(r, p, t):
     n = words(r["instruction"])
     return Drop("short_instruction", n) if n < p.min_instruction_words else None
 
 
-def _too_long(r, p):
+def _too_long(r, p, t):
     n = length(r, p.max_length)
     return Drop("too_long", n) if n > p.max_length.limit else None
 
 
-def _arabic_ratio(r, p):
+def _arabic_ratio(r, p, t):
     # Prompt and output each on its own, whatever their length (a share of letters does
     # not get less sure on short text); a part without letters (a number, "42") passes.
-    prompt = "\n".join(r[f] for f in ("instruction", "input") if r[f])
-    parts = [prompt] if r["task"] in p.non_arabic_output_tasks else [prompt, r["output"]]
+    # The output only where it must be Arabic.
+    prompt = _prompt(r)
+    parts = [prompt, r["output"]] if output_language(r, t) == ARABIC else [prompt]
     ratios = [arabic_ratio(part) for part in parts if has_letters(part)]
     x = min(ratios, default=0.0)
     return Drop("arabic_ratio", round(x, 3)) if x < p.min_arabic_ratio else None
@@ -174,19 +196,26 @@ RULES = [
 ]  # fmt: skip
 
 
-def judge(batch: list[Record], params: CleanParams) -> list[Drop | None]:
-    """The first failing rule of each record (None: keep). Language ID runs once a batch,
-    on both cores, and only on records that passed the cheap rules."""
+def judge(
+    batch: list[Record], params: CleanParams, tasks: Tasks | None = None
+) -> list[Drop | None]:
+    """The first failing rule of each record (None: keep). Language ID runs once a batch
+    and language, on both cores, and only on records that passed the cheap rules. The
+    language rule's value is the lowest confidence of a part in the language it must be."""
+    tasks = load_tasks({"tasks": PUBLISHED}) if tasks is None else tasks
     verdicts: list[Drop | None] = []
     for rec in batch:
-        verdicts.append(next((d for rule in CHEAP_RULES if (d := rule(rec, params))), None))
+        verdicts.append(next((d for rule in CHEAP_RULES if (d := rule(rec, params, tasks))), None))
     todo = [i for i, v in enumerate(verdicts) if v is None]
-    parts = [(i, text) for i in todo for text in language_parts(batch[i], params)]
+    by_language: dict[str, list[tuple[int, str]]] = {}
+    for i in todo:
+        for text, language in language_parts(batch[i], params, tasks):
+            by_language.setdefault(language, []).append((i, text))
     lowest: dict[int, float] = {}
-    for (i, _), conf in zip(
-        parts, arabic_confidence([t for _, t in parts], params.language.languages), strict=True
-    ):
-        lowest[i] = min(conf, lowest.get(i, 1.0))
+    for language, parts in sorted(by_language.items()):
+        found = confidence([t for _, t in parts], params.language.languages, language)
+        for (i, _), conf in zip(parts, found, strict=True):
+            lowest[i] = min(conf, lowest.get(i, 1.0))
     for i in todo:
         rec, conf = batch[i], lowest.get(i, 0.0)
         if conf < params.language.min_arabic_confidence:
@@ -201,7 +230,7 @@ def batches(it: Iterator[Record], size: int) -> Iterator[list[Record]]:
         yield batch
 
 
-def clean(source: str, params: CleanParams) -> dict[str, Any]:
+def clean(source: str, params: CleanParams, tasks: Tasks | None = None) -> dict[str, Any]:
     src = raw_path(source)
     if not src.exists():
         raise StageError(f"{src}: not found; run `dvc repro ingest@{source}` first")
@@ -220,7 +249,7 @@ def clean(source: str, params: CleanParams) -> dict[str, Any]:
             new = sorted({r["system"] for r in batch if r["system"]} - systems.keys())
             systems.update(zip(new, language_names(new, params.language.languages), strict=True))
             system_languages.update(systems[r["system"]] if r["system"] else "none" for r in batch)
-            for rec, verdict in zip(batch, judge(batch, params), strict=True):
+            for rec, verdict in zip(batch, judge(batch, params, tasks), strict=True):
                 if verdict:
                     quarantine.reject(rec, verdict)
                     if verdict.rule in LANGUAGE_RULES:
@@ -272,7 +301,11 @@ def main() -> None:
     if not path.is_file():
         raise StageError(f"{path}: missing; run `dvc repro source_list` first")
     overrides = json.loads(path.read_text(encoding="utf-8"))
-    metrics = clean(args.source, for_source(args.source, overrides, params))
+    clean_params = for_source(args.source, overrides, params)
+    tasks = load_tasks(params)
+    if problems := language_problems(tasks, clean_params.language.languages):
+        raise config.ParamsError("; ".join(problems))
+    metrics = clean(args.source, clean_params, tasks)
     write_json(Path("metrics/clean") / f"{args.source}.json", {**metrics, "overrides": overrides})
 
 

@@ -34,6 +34,8 @@ from instar.console import StageError, console, parser, progress, run
 from instar.params import core as config
 from instar.params.generate import GenerateParams, SamplingParams
 from instar.params.sources import TextSourceParams
+from instar.params.tasks import load as load_tasks
+from instar.params.tasks import require
 from instar.records.paths import quarantine_path
 from instar.records.quarantine import Drop, Quarantine
 from instar.records.readers import read_rows
@@ -530,7 +532,9 @@ def write_outputs(
 def main() -> None:
     p = parser("generate", __doc__)
     p.parse_args()
-    params = GenerateParams.load()
+    raw = config.read_params()
+    params = GenerateParams.load(raw)
+    require(params.quotas, "generate.quotas", load_tasks(raw))
     write_json(METRICS, generate(params))
 
 

@@ -21,6 +21,8 @@ from instar.console import StageError, console, parser, progress, run
 from instar.params import core as config
 from instar.params.ingest import IngestParams
 from instar.params.sources import SourceParams
+from instar.params.tasks import load as load_tasks
+from instar.params.tasks import require
 from instar.records.paths import quarantine_path, raw_path
 from instar.records.quarantine import Drop, Quarantine
 from instar.records.readers import columns_of, read_rows
@@ -340,7 +342,15 @@ def main() -> None:
     args = p.parse_args()
     params = config.read_params()
     src = SourceParams.named(args.source, params)
-    counts = ingest(args.source, src, IngestParams.load(params))
+    ingest_params = IngestParams.load(params)
+    # The tasks this source's records get without a task column of their own: known ones.
+    tasks = load_tasks(params)
+    if src.kind == "instructions":
+        require([src.default_task], f"sources.{args.source}.default_task", tasks)
+    elif src.kind == "task":
+        template = load_template(Path(ingest_params.templates), src.template)
+        require([template["task"]], f"{ingest_params.templates}, template {src.template}", tasks)
+    counts = ingest(args.source, src, ingest_params)
     write_json(Path("metrics/ingest") / f"{args.source}.json", counts)
 
 

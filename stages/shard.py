@@ -15,7 +15,10 @@ from typing import Any
 
 from instar.cards.dataset_card import card_charts, dataset_card
 from instar.console import StageError, console, parser, progress, run
+from instar.params import core as config
 from instar.params.shard import ShardParams
+from instar.params.tasks import TaskParams
+from instar.params.tasks import load as load_tasks
 from instar.records.schema import group_key
 from instar.records.storage import (
     RecordWriter,
@@ -45,19 +48,19 @@ def split_of(key: str, params: ShardParams) -> str:
     return "train"
 
 
-def shard(params: ShardParams) -> dict[str, Any]:
+def shard(params: ShardParams, tasks: dict[str, TaskParams] | None = None) -> dict[str, Any]:
     if not IN.exists():
         raise StageError(f"{IN}: not found; run `dvc repro validate` first")
     # The splits, manifest and card go in together: a reader never sees a manifest of one
     # run beside the shards of another, and an interrupted run leaves the old ones.
     others = [p.name for p in OUT.iterdir() if p.name not in OUTPUTS] if OUT.is_dir() else []
     with atomic_dir(OUT, carry=others) as tmp:
-        manifest = build(tmp, params)
+        manifest = build(tmp, params, load_tasks({}) if tasks is None else tasks)
     console.print("shard: " + ", ".join(f"{s} {manifest['splits'][s]['records']}" for s in SPLITS))
     return manifest
 
 
-def build(tmp: Path, params: ShardParams) -> dict[str, Any]:
+def build(tmp: Path, params: ShardParams, tasks: dict[str, TaskParams]) -> dict[str, Any]:
     counts: dict[str, Counter] = {s: Counter() for s in SPLITS}
     lengths: dict[str, list[int]] = {"instruction": [], "output": []}
     with ExitStack() as stack:
@@ -86,7 +89,7 @@ def build(tmp: Path, params: ShardParams) -> dict[str, Any]:
         },
     }
     write_json(tmp / "manifest.json", manifest)
-    write_text(tmp / "README.md", dataset_card(manifest, lengths))
+    write_text(tmp / "README.md", dataset_card(manifest, lengths, tasks))
     card_charts(tmp / "card", manifest, lengths)
     return manifest
 
@@ -103,7 +106,8 @@ def _nest(c: Counter) -> dict[str, Any]:
 def main() -> None:
     p = parser("shard", __doc__)
     p.parse_args()
-    shard(ShardParams.load())
+    raw = config.read_params()
+    shard(ShardParams.load(raw), load_tasks(raw))
 
 
 if __name__ == "__main__":

@@ -40,13 +40,14 @@ from rich.table import Table
 
 from instar.console import StageError, console, parser, run
 from instar.params import core as config
+from instar.params.tasks import ARABIC, TaskParams
+from instar.params.tasks import load as load_tasks
 from instar.params.validate import ValidateParams
 from instar.records import paths
 from instar.records.quarantine import Drop, Quarantine
 from instar.records.schema import (
     FIELDS,
     ORIGINS,
-    TASKS,
     TEXT_FIELDS,
     record_id,
 )
@@ -68,8 +69,8 @@ DATAFRAME_CHECK_COLUMN = {"id_matches_content": "id", "arabic_ratio": "output"}
 class RecordModel(pa.DataFrameModel):
     """One row of InstAr, as every stage from ingest to shard writes it.
 
-    The checks whose bounds live in params (lengths, Arabic ratio, known sources) are added
-    by `contract`.
+    The checks whose bounds live in params (lengths, Arabic ratio, known tasks and sources)
+    are added by `contract`.
     """
 
     id: Series[str] = pa.Field(str_matches=r"^[0-9a-f]{32}$")
@@ -77,7 +78,7 @@ class RecordModel(pa.DataFrameModel):
     input: Series[str]
     output: Series[str]
     system: Series[str]
-    task: Series[str] = pa.Field(isin=TASKS)
+    task: Series[str]
     topic: Series[str]
     source: Series[str] = pa.Field(str_matches=r"^[A-Za-z0-9_-]+$")
     source_row: Series[int] = pa.Field(ge=0)
@@ -117,12 +118,23 @@ class RecordModel(pa.DataFrameModel):
 # are kept equal, so a check reads the same in the contract that subclasses it.
 
 
-def contract(params: ValidateParams, sources: Collection[str] | None = None) -> type[RecordModel]:
-    """RecordModel with the checks bound to params; `sources=None` skips the source check."""
+def contract(
+    params: ValidateParams,
+    sources: Collection[str] | None = None,
+    tasks: dict[str, TaskParams] | None = None,
+) -> type[RecordModel]:
+    """RecordModel with the checks bound to params; `sources=None` skips the source check,
+    `tasks=None` knows the published taxonomy."""
     chars = params.chars.model_dump()
-    exempt = set(params.non_arabic_output_tasks)
+    tasks = load_tasks({}) if tasks is None else tasks
+    known = list(tasks)
+    # The output of a task whose output language is not Arabic skips the Arabic-ratio check
+    # (clean's language rule has checked it as its own language); the instruction does not.
+    exempt = [t for t, task in tasks.items() if task.output_language != ARABIC]
 
     class RecordContract(RecordModel):
+        task: Series[str] = pa.Field(isin=known)
+
         @pa.check(*TEXT_FIELDS, name="chars_in_bounds")
         def chars_in_bounds(cls, text: Series[str]) -> Series[bool]:
             lo, hi = chars[text.name]
@@ -231,7 +243,7 @@ def expected_text(
         "not_nullable": "no null",
         "column_in_dataframe": "the column is there",
         "column_in_schema": "no column outside the schema",
-        "isin": f"one of {arg}",
+        "isin": f"one of {arg}" + (" (params.yaml `tasks`)" if column == "task" else ""),
         "dtype": f"type {arg}",
         "str_matches": f"matches {arg}",
         "greater_than_or_equal_to": f">= {arg}",
@@ -300,6 +312,7 @@ def validate(
     out: Path | None,
     *,
     sources: Collection[str] | None = None,
+    tasks: dict[str, TaskParams] | None = None,
     dataset: bool = False,
     docs: Path | None = None,
 ) -> dict[str, Any]:
@@ -309,7 +322,8 @@ def validate(
     Data Docs folder. Returns the metrics summary and the list of problems (empty: passed).
     """
     df = read_any(path)
-    fails = failures(df, contract(params, sources))
+    tasks = load_tasks({}) if tasks is None else tasks
+    fails = failures(df, contract(params, sources, tasks))
     row_fails = fails.dropna(subset=["row"])
     table_fails = fails[fails["row"].isna()]
     bad_rows = sorted({int(r) for r in row_fails["row"]})
@@ -328,7 +342,9 @@ def validate(
     if dataset:
         from instar.validation import expectations  # GX takes seconds to import: only when needed
 
-        outcomes = expectations.run(record_status(df, row_fails), passed, params, sources, docs)
+        outcomes = expectations.run(
+            record_status(df, row_fails), passed, params, sources, docs, tasks=list(tasks)
+        )
         failed = [o.name for o in outcomes if not o.success and o.name != "record_contract"]
         if failed:
             problems.append("dataset expectations failed: " + ", ".join(failed))
@@ -450,6 +466,7 @@ def main() -> None:
             ValidateParams.load(raw),
             OUT,
             sources=source_names(raw, paths.source_names()),
+            tasks=load_tasks(raw),
             dataset=True,
             docs=DOCS,
         )
@@ -469,7 +486,13 @@ def main() -> None:
         raw = config.read_params(args.params)
         params = ValidateParams.load(raw)
         result = validate(
-            args.path, params, None, sources=source_names(raw), dataset=True, docs=args.docs
+            args.path,
+            params,
+            None,
+            sources=source_names(raw),
+            tasks=load_tasks(raw),
+            dataset=True,
+            docs=args.docs,
         )
     else:
         # No params: every failure counts, and no params.yaml is needed.

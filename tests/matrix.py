@@ -278,6 +278,13 @@ DATA_ROWS: list[Row] = [
         param("clean.max_length.limit", 4096),
         lambda s: every("clean", s),
     ),
+    (
+        # every stage that reads `tasks` reruns; only the card's bytes change, and no stage
+        # reads the card
+        "a task's display name",
+        param("tasks.translation.name_en", "English translation"),
+        lambda s: every("ingest", s) | every("clean", s) | {"generate", "validate", "shard"},
+    ),
     ("a dedup param", param("dedup.examples", 5), lambda s: {"dedup"}),
     ("a validate bound", param("validate.max_task_share", 0.9), lambda s: {"validate"}),
     (

@@ -5,6 +5,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from instar.params.clean import CleanParams
+from instar.params.tasks import PUBLISHED
+from instar.params.tasks import load as load_tasks
 from instar.records.paths import clean_path, quarantine_path, raw_path
 from instar.records.schema import RECORD_SCHEMA, make_record, record_id
 from instar.text.arabic import arabic_enough, arabic_ratio, dedup_key, has_letters, normalise
@@ -19,10 +21,23 @@ from stages.clean import clean, judge, normalise_record
 
 P = CleanParams(
     min_output_words=3,
-    min_output_words_by_task={"classification": 1, "closed_qa": 1},
     max_length={"unit": "words", "limit": 200},
-    non_arabic_output_tasks=["translation"],
     repetition={"min_words": 30},
+)
+# The published taxonomy (label tasks: classification, closed_qa, extraction) and two of a
+# user's own: English translations, and code answers whose language is not read.
+TASKS = load_tasks(
+    {
+        "tasks": {
+            **PUBLISHED,
+            "translation": {
+                "name_ar": "ترجمة",
+                "name_en": "Translation",
+                "output_language": "english",
+            },
+            "code": {"name_ar": "برمجة", "name_en": "Code", "output_language": "any"},
+        }
+    }
 )
 ANSWER = "عاصمة مصر هي مدينة القاهرة الواقعة على ضفاف النيل."
 
@@ -40,7 +55,7 @@ def rec(instruction="ما عاصمة مصر؟", output=ANSWER, task="open_qa", *
 
 
 def verdict(record, params=P):
-    (v,) = judge([normalise_record(record, params, Counter())], params)
+    (v,) = judge([normalise_record(record, params, Counter())], params, TASKS)
     return v
 
 
@@ -200,14 +215,45 @@ def test_mixed_arabic_english_and_code_is_kept():
     assert verdict(r) is None
 
 
-def test_a_declared_non_arabic_output_is_judged_by_its_instruction():
+def test_an_output_of_a_named_language_is_judged_as_that_language():
     r = rec(
-        instruction="ترجم الجملة التالية إلى الإنجليزية: الطقس جميل اليوم.",
-        output="The weather is nice today.",
+        instruction="ترجم الجملة التالية إلى الإنجليزية.",
+        input="يزرع الفلاحون القمح في الشتاء ويحصدونه في أول الصيف.",
+        output="Farmers sow wheat in winter and harvest it at the start of summer.",
         task="translation",
     )
     assert verdict(r) is None
-    assert verdict(rec(instruction=r["instruction"], output=r["output"]))[0] == "arabic_ratio"
+    # the same English answer to an Arabic task is dropped by the script ratio
+    assert verdict({**r, "task": "open_qa"})[0] == "arabic_ratio"
+    # an answer left in Arabic, or put into Persian, is no English translation: the language
+    # rule (lingua chooses among clean.language.languages, so only a candidate is told apart)
+    left = verdict({**r, "output": "يزرع الفلاحون القمح في الشتاء ويحصدونه في أول الصيف."})
+    persian = verdict(
+        {**r, "output": "کشاورزان گندم را در زمستان می‌کارند و در تابستان برداشت می‌کنند."}
+    )
+    for v in (left, persian):
+        assert v[0] == "language" and float(v[1]) < P.language.min_arabic_confidence
+    # the prompt must still be Arabic
+    english_prompt = {**r, "instruction": "Translate the following sentence.", "input": ""}
+    assert verdict(english_prompt)[0] == "arabic_ratio"
+
+
+def test_an_output_of_language_any_is_not_read_by_the_language_rules():
+    r = rec(
+        instruction="اكتب دالة بلغة بايثون تعيد مجموع قائمة من الأعداد.",
+        output="def total(xs):\n    return sum(xs)",
+        task="code",
+    )
+    assert verdict(r) is None
+    assert verdict({**r, "task": "open_qa"})[0] == "arabic_ratio"
+
+
+def test_a_task_output_language_must_be_a_language_clean_can_tell():
+    from instar.params.tasks import language_problems
+
+    assert language_problems(TASKS, P.language.languages) == []
+    problems = language_problems(TASKS, ("arabic", "persian"))
+    assert len(problems) == 1 and "tasks.translation.output_language 'english'" in problems[0]
 
 
 def test_repetition_rules_leave_short_answers_alone():

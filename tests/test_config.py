@@ -1,4 +1,5 @@
 import pytest
+import yaml
 
 from instar.params.checks import check_all
 from instar.params.clean import CleanParams
@@ -82,11 +83,26 @@ def test_check_all_reports_every_problem_at_once():
     assert "clean.bogus" in text and "shard.salt" in text and "sources.a.format" in text
 
 
-def test_the_two_non_arabic_output_lists_must_agree():
-    problems = check_all(
-        {
-            "clean": {"non_arabic_output_tasks": ["translation"]},
-            "validate": {"non_arabic_output_tasks": []},
-        }
-    )
-    assert any("non_arabic_output_tasks differ" in p for p in problems)
+def test_tasks_named_elsewhere_must_be_in_the_taxonomy_and_their_languages_known_to_clean():
+    from tests.conftest import ROOT
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    english = {"name_ar": "ترجمة", "name_en": "Translation", "output_language": "english"}
+    assert check_all(params) == []
+    params["tasks"] = {"open_qa": {"name_ar": "سؤال", "name_en": "QA"}, "translation": english}
+    params["generate"]["quotas"] = {"open_qa": 1, "poetry": 1}
+    params["sources"] = {
+        "a": {"format": "jsonl", "path": "a.jsonl", "default_task": "summarization"},
+        "b": {"format": "jsonl", "path": "b.jsonl", "default_task": "translation"},
+    }
+    params["clean"]["language"]["languages"] = ["arabic", "persian"]
+    text = "\n".join(check_all(params))
+    assert "generate.quotas names tasks that `tasks` lacks: ['poetry']" in text
+    assert "sources.a.default_task names tasks that `tasks` lacks: ['summarization']" in text
+    assert "sources.b" not in text
+    assert "tasks.translation.output_language 'english' is not among" in text
+    # without the section, the published taxonomy; a slug is its own normal form
+    del params["tasks"]
+    params["generate"]["quotas"] = {"summarization": 1, "summary": 1}
+    assert "lacks: ['summary']" in "\n".join(check_all(params))
+    assert any("write 'closed_qa'" in p for p in check_all({"tasks": {"Closed QA": english}}))

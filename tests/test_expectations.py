@@ -10,8 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from instar.params.tasks import PUBLISHED
 from instar.params.validate import ValidateParams
-from instar.records.schema import RECORD_SCHEMA, TASKS, make_record
+from instar.records.schema import RECORD_SCHEMA, make_record
 from instar.text.scrub import scrub_pii
 from instar.validation import expectations
 from stages.validate import OUT, QUARANTINE, validate
@@ -70,7 +71,7 @@ def test_a_clean_dataset_meets_every_expectation_and_names_are_stable():
     names = [o.name for o in outcomes]
     assert len(names) == len(set(names))
     assert names[:3] == ["record_contract", "row_count", "id_unique"]
-    assert {f"task_share:{t}" for t in TASKS} <= set(names)
+    assert {f"task_share:{t}" for t in PUBLISHED} <= set(names)
     assert {"source_share_min:a", "source_share_max:b", "synthetic_share_min"} <= set(names)
     assert {"no_email:output", "no_phone:input", "chars_quantiles:output"} <= set(names)
 

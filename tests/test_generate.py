@@ -386,7 +386,7 @@ def test_generate_params_name_known_tasks_and_text_sources():
     params["generate"]["quotas"]["poetry"] = 1
     params["generate"]["text_sources"] = ["nowhere"]
     problems = "\n".join(check_all(params))
-    assert "unknown tasks ['poetry']" in problems
+    assert "generate.quotas names tasks that `tasks` lacks: ['poetry']" in problems
     assert "generate.text_sources names unknown text sources: ['nowhere']" in problems
 
 

@@ -304,11 +304,35 @@ def test_manifest_and_dataset_card_agree_with_the_shards(pipeline):
         assert sum(counts["by_task"].values()) == counts["records"]
     card = (pipeline / "data/instar/README.md").read_text()
     header = yaml.safe_load(card.split("---")[1])
-    assert header["language"] == ["ar"] and header["license"] == "apache-2.0"
+    # English: the output language of params.yaml's `translation` task, which has records
+    assert header["language"] == ["ar", "en"] and header["license"] == "apache-2.0"
+    assert "translation" in header["task_categories"]
     assert {s["name"]: s["num_examples"] for s in header["dataset_info"]["splits"]} == {
         s: c["records"] for s, c in manifest["splits"].items()
     }
     assert "## Tasks" in card and "classification" in card
+
+
+def test_a_translation_task_with_english_outputs_goes_from_its_source_to_the_shards(pipeline):
+    from instar.text.language import language_names
+
+    task = params(pipeline)["tasks"]["translation"]
+    assert task["output_language"] == "english"
+    lines = (pipeline / "data/sources/translation.jsonl").read_text(encoding="utf-8").splitlines()
+    raw = [json.loads(line) for line in lines]
+    shards = [r for r in instar(pipeline) if r["source"] == "translation"]
+    assert sorted(r["source_row"] for r in shards) == list(range(len(raw)))  # none dropped
+    assert {r["task"] for r in shards} == {"translation"}
+    assert {r["output"] for r in shards} == {r["output"] for r in raw}
+    languages = ("arabic", "persian", "urdu", "english")
+    assert set(language_names([r["output"] for r in shards], languages)) == {"english"}
+    assert set(language_names([r["input"] for r in shards], languages)) == {"arabic"}
+    # clean's language rule read them as English and dropped none
+    clean = json.loads((pipeline / "metrics/clean/translation.json").read_text())
+    assert clean["records_out"] == len(raw) and clean["dropped"]["language"] == 0
+    card = (pipeline / "data/instar/README.md").read_text(encoding="utf-8")
+    row = f"| `translation` | {task['name_en']} | {task['name_ar']} | english |"
+    assert row in card
 
 
 def test_phrasings_of_one_labelled_item_share_a_split(pipeline):

@@ -3,10 +3,10 @@ import json
 import pyarrow as pa
 import pytest
 
+from instar.params.tasks import PUBLISHED
 from instar.records.schema import (
     FIELDS,
     RECORD_SCHEMA,
-    TASKS,
     group_key,
     make_record,
     normalise_task,
@@ -76,7 +76,7 @@ def test_id_does_not_depend_on_lineage_or_labels():
 )
 def test_task_names_of_published_data_map_onto_the_taxonomy(raw, slug):
     assert normalise_task(raw) == slug
-    assert slug in TASKS
+    assert slug in PUBLISHED
 
 
 def test_group_key_keeps_phrasings_of_an_item_together_and_is_content_based_otherwise():

@@ -190,15 +190,23 @@ def test_english_rows_fail_the_arabic_ratio_of_instruction_and_output():
     }
 
 
-def test_a_task_declared_non_arabic_skips_the_output_ratio_but_not_the_instruction():
+def test_a_task_whose_output_is_not_arabic_skips_the_output_ratio_but_not_the_instruction():
+    from instar.params.tasks import PUBLISHED
+    from instar.params.tasks import load as load_tasks
+
     recs = records()
-    recs[2] = record(
-        2, "اكتب دالة بايثون تجمع عددين.", "def add(a, b):\n    return a + b", "generation"
-    )
-    recs[3] = record(3, "Write a Python function.", "def f(): pass", "generation")
-    assert (2, "output", "arabic_ratio") in failed(frame(recs))
-    exempt = failed(frame(recs), params={"non_arabic_output_tasks": ["generation"]})
-    assert exempt == {(3, "instruction", "arabic_ratio")}
+    recs[2] = record(2, "اكتب دالة بايثون تجمع عددين.", "def add(a, b):\n    return a + b", "code")
+    recs[3] = record(3, "Write a Python function.", "def f(): pass", "code")
+    recs[4] = record(4, "ترجم: الطقس جميل.", "The weather is nice.", "translation")
+    # a task the taxonomy lacks is refused whatever its output
+    assert (2, "task", "isin(" + str(list(PUBLISHED)) + ")") in failed(frame(recs))
+    code = {"name_ar": "برمجة", "name_en": "Code", "output_language": "any"}
+    english = {"name_ar": "ترجمة", "name_en": "Translation", "output_language": "english"}
+    tasks = load_tasks({"tasks": {**PUBLISHED, "code": code, "translation": english}})
+    assert failed(frame(recs), tasks=tasks) == {(3, "instruction", "arabic_ratio")}
+    # declared Arabic, the same outputs fail the ratio
+    arabic = load_tasks({"tasks": {**PUBLISHED, "code": {**code, "output_language": "arabic"}}})
+    assert (2, "output", "arabic_ratio") in failed(frame(recs[:4]), tasks=arabic)
 
 
 def test_an_output_without_letters_has_no_ratio_to_fail():
@@ -272,7 +280,6 @@ def test_a_source_share_bound_on_an_unknown_source_is_a_params_error():
 @pytest.mark.parametrize(
     "bad",
     [
-        {"non_arabic_output_tasks": ["poetry"]},
         {"source_share": {"a": [0.6, 0.2]}},
         {"synthetic_share": [0.5, 1.5]},
         {"chars": {"output": [10, 1]}},

@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+from instar.params.tasks import TaskParams
 from instar.reproducible import PNG_METADATA
 
 FEATURES = [
@@ -109,13 +110,44 @@ def card_charts(folder, manifest: dict[str, Any], lengths: dict[str, list[int]])
     return list(CHARTS)
 
 
-def dataset_card(manifest: dict[str, Any], lengths: dict[str, list[int]]) -> str:
+def _task_table(
+    rows: dict[str, dict[str, int]], splits: list[str], tasks: dict[str, TaskParams]
+) -> str:
+    """The task counts with the taxonomy's names and output language (params `tasks`)."""
+    keys = sorted({k for s in splits for k in rows[s]})
+    head = (
+        "| task | name | الاسم | output | " + " | ".join(splits) + " | total |\n"
+        "|---|---|---|---|" + "---:|" * (len(splits) + 1)
+    )
+    lines = []
+    for k in keys:
+        t = tasks.get(k)
+        names = f"{t.name_en} | {t.name_ar} | {t.output_language}" if t else "? | ? | ?"
+        counts = [rows[s].get(k, 0) for s in splits]
+        lines.append(f"| `{k}` | {names} | " + " | ".join(map(str, counts)) + f" | {sum(counts)} |")
+    return "\n".join([head, *lines])
+
+
+def _output_languages(manifest: dict[str, Any], tasks: dict[str, TaskParams]) -> list[str]:
+    """The ISO 639-1 codes of the named output languages of the tasks that have records."""
+    from lingua import Language
+
+    present = {k for s in manifest["splits"].values() for k in s.get("by_task", {})}
+    named = {tasks[k].output_language for k in present if k in tasks} - {"arabic", "any"}
+    return sorted(Language.from_str(n).iso_code_639_1.name.lower() for n in named)
+
+
+def dataset_card(
+    manifest: dict[str, Any], lengths: dict[str, list[int]], tasks: dict[str, TaskParams]
+) -> str:
     splits = list(manifest["splits"])
+    others = _output_languages(manifest, tasks)
     header = {
-        "language": ["ar"],
+        "language": ["ar", *others],
         "license": "apache-2.0",
         "pretty_name": "InstAr (pipeline build)",
-        "task_categories": ["text-generation", "question-answering", "summarization"],
+        "task_categories": ["text-generation", "question-answering", "summarization"]
+        + (["translation"] if others else []),
         "size_categories": [_size_category(manifest["records"])],
         "tags": ["instruction-tuning", "arabic", "sft"],
         "configs": [
@@ -167,7 +199,10 @@ template that phrased a labelled item). `origin` is `collected` or `synthetic`.
 
 ![records by task](card/task_mix.png)
 
-{_table(by("task"), splits)}
+Tasks and their names come from params `tasks`; the language rules of clean read a task's
+output in its `output` language (`any`: not read).
+
+{_task_table(by("task"), splits, tasks)}
 
 ### Sources
 

@@ -20,6 +20,8 @@ from instar.params.ingest import IngestParams
 from instar.params.report import ReportParams
 from instar.params.shard import ShardParams
 from instar.params.sources import SourceParams, TextSourceParams
+from instar.params.tasks import TaskParams, language_problems, require
+from instar.params.tasks import load as load_tasks
 from instar.params.train import ModelParams
 from instar.params.validate import ValidateParams
 
@@ -63,9 +65,43 @@ def check_all(params: dict[str, Any] | None = None) -> list[str]:
                 model.named(key, params)
             except (ParamsError, ValueError) as e:
                 problems.append(getattr(e, "message", str(e)))
+    try:
+        tasks = load_tasks(params)
+    except ParamsError as e:
+        problems.append(e.message)
+        tasks = None
     for name, source in (params.get("sources") or {}).items():  # clean as each source gets it
         try:
-            for_source(name, (source or {}).get("clean") or {}, params)
+            clean = for_source(name, (source or {}).get("clean") or {}, params)
         except ParamsError as e:
             problems.append(e.message)
-    return problems + cross_section_problems(params)
+            continue
+        if tasks is not None:
+            problems += language_problems(tasks, clean.language.languages)
+    if tasks is not None:
+        problems += task_problems(params, tasks)
+    return list(dict.fromkeys(problems)) + cross_section_problems(params)
+
+
+def task_problems(params: dict[str, Any], tasks: dict[str, TaskParams]) -> list[str]:
+    """The task names other sections give (generate's quotas, a source's default task) that
+    the taxonomy lacks: what generate and ingest refuse when they start."""
+    named = []
+    try:
+        named.append(("generate.quotas", list(GenerateParams.load(params).quotas)))
+    except ParamsError:
+        pass  # check_all has reported it
+    for name in params.get("sources") or {}:
+        try:
+            src = SourceParams.named(name, params)
+        except (ParamsError, ValueError):
+            continue
+        if src.kind == "instructions":
+            named.append((f"sources.{name}.default_task", [src.default_task]))
+    problems = []
+    for where, names in named:
+        try:
+            require(names, where, tasks)
+        except ParamsError as e:
+            problems.append(e.message)
+    return problems

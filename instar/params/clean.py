@@ -39,7 +39,11 @@ class LanguageParams(Section):
     """Language identification (lingua) among the candidate languages."""
 
     languages: tuple[str, ...] = ("arabic", "persian", "urdu", "english")
-    min_arabic_confidence: Annotated[float, Field(ge=0, le=1)] = 0.5
+    min_arabic_confidence: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.5,
+        description="the floor of lingua's confidence that a text is Arabic, and that the "
+        "output of a task with a named `output_language` is that language",
+    )
     min_words: Annotated[int, Field(ge=1)] = Field(
         8, description="a prompt or output shorter than this is judged with the other part"
     )
@@ -85,19 +89,14 @@ class CleanParams(Section):
     strip_markup: bool = True
     scrub_pii: bool = Field(True, description="e-mails, URLs, phones -> [EMAIL] [URL] [PHONE]")
     min_output_words: Annotated[int, Field(ge=1)] = 3
-    min_output_words_by_task: dict[str, Annotated[int, Field(ge=1)]] = Field(
-        default_factory=dict, description="per-task minimum, e.g. a label of one word"
+    min_label_words: Annotated[int, Field(ge=1)] = Field(
+        1, description="the minimum for the tasks whose answer is a label (`tasks.<t>.label`)"
     )
     min_instruction_words: Annotated[int, Field(ge=1)] = 2
     max_length: LengthLimit = LengthLimit()
     min_arabic_ratio: Annotated[float, Field(ge=0, le=1)] = 0.5
     language: LanguageParams = LanguageParams()
     repetition: RepetitionParams = RepetitionParams()
-    non_arabic_output_tasks: list[str] = Field(
-        default_factory=list,
-        description="tasks whose output is not Arabic (translation into English, code): "
-        "the language rules then read the instruction and input only",
-    )
 
 
 def merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -91,17 +91,6 @@ def cross_section_problems(params: dict[str, Any]) -> list[str]:
     """The rules that no one section can check, over the raw params: every stage runs them
     when it reads params.yaml, before any work."""
     problems = []
-    # Two stages read "whose output is not Arabic"; a task in one list only would be kept by
-    # clean and quarantined by validate (or the reverse).
-    lists = {
-        k: set((params.get(k) or {}).get("non_arabic_output_tasks") or ())
-        for k in ("clean", "validate")
-    }
-    if lists["clean"] != lists["validate"]:
-        problems.append(
-            "clean.non_arabic_output_tasks and validate.non_arabic_output_tasks differ: "
-            f"{sorted(lists['clean'])} vs {sorted(lists['validate'])}"
-        )
     wanted = (params.get("generate") or {}).get("text_sources") or []
     unknown = [t for t in wanted if t not in (params.get("text_sources") or {})]
     if unknown:

@@ -82,11 +82,6 @@ class GenerateParams(Section):
 
     @model_validator(mode="after")
     def _consistent(self):
-        from instar.records.schema import TASKS
-
-        unknown = sorted(set(self.quotas) - set(TASKS))
-        if unknown:
-            raise ValueError(f"quotas: unknown tasks {unknown} (known: {', '.join(TASKS)})")
         if self.paragraphs < len(self.quotas):
             raise ValueError("paragraphs must be at least the number of tasks in quotas")
         if self.min_words > self.max_words:

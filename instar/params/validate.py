@@ -58,11 +58,6 @@ class ValidateParams(Section):
         description="record: Arabic letters / all letters, of the instruction and of the output "
         "(each on its own; a text without letters, such as a number, passes)",
     )
-    non_arabic_output_tasks: list[str] = Field(
-        default_factory=list,
-        description="record: tasks whose output need not be Arabic (code, translation into "
-        "another language); their output skips the Arabic-ratio check, the instruction does not",
-    )
     chars: FieldChars = FieldChars()
     max_task_share: Annotated[float, Field(gt=0, le=1)] = Field(
         0.8, description="dataset: no task may be more than this share of the rows"
@@ -90,11 +85,6 @@ class ValidateParams(Section):
 
     @model_validator(mode="after")
     def _consistent(self):
-        from instar.records.schema import TASKS
-
-        unknown = sorted(set(self.non_arabic_output_tasks) - set(TASKS))
-        if unknown:
-            raise ValueError(f"non_arabic_output_tasks: unknown tasks {unknown}")
         _check_ranges(self.source_share, "source_share.")
         _check_ranges({"": self.synthetic_share}, "synthetic_share")
         for field, quantiles in self.chars_quantiles.items():

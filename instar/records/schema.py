@@ -10,22 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 
-# The InstAr taxonomy (paper, table of task types), as slugs. "mixed" and
-# "extraction_explanation" are task labels of the published dataset.
-TASKS = (
-    "open_qa",
-    "closed_qa",
-    "classification",
-    "summarization",
-    "extraction",
-    "extraction_explanation",
-    "explanation",
-    "rewrite",
-    "generation",
-    "brainstorming",
-    "text_completion",
-    "mixed",
-)
+# The task taxonomy is params (`tasks`, instar/params/tasks.py): a user adds tasks there.
 ORIGINS = ("collected", "synthetic")
 
 RECORD_SCHEMA = pa.schema(

@@ -21,11 +21,13 @@ def detector(languages: tuple[str, ...]) -> LanguageDetector:
     return LanguageDetectorBuilder.from_languages(*langs).with_preloaded_language_models().build()
 
 
-def arabic_confidence(texts: list[str], languages: tuple[str, ...]) -> list[float]:
-    """Confidence in [0, 1] that each text is Arabic, among `languages` (both cores)."""
+def confidence(texts: list[str], languages: tuple[str, ...], of: str = "arabic") -> list[float]:
+    """Confidence in [0, 1] that each text is in language `of` (Arabic, or one of
+    `languages`), among `languages` and Arabic (both cores)."""
     if not texts:
         return []
-    return detector(languages).compute_language_confidence_in_parallel(texts, Language.ARABIC)
+    target = Language.from_str(of)
+    return detector(languages).compute_language_confidence_in_parallel(texts, target)
 
 
 def language_names(texts: list[str], languages: tuple[str, ...]) -> list[str]:

@@ -36,8 +36,9 @@ from great_expectations.data_context.types.base import (
 )
 
 from instar import reproducible
+from instar.params.tasks import PUBLISHED
 from instar.params.validate import ValidateParams
-from instar.records.schema import FIELDS, TASKS, TEXT_FIELDS
+from instar.records.schema import FIELDS, TEXT_FIELDS
 from instar.records.storage import replace_dir
 from instar.text import scrub
 
@@ -147,8 +148,14 @@ def record_checks(params: ValidateParams) -> list[Check]:
     ]
 
 
-def dataset_checks(params: ValidateParams, sources: Collection[str] | None = None) -> list[Check]:
-    """The `instar` suite: over the rows that pass the record checks."""
+def dataset_checks(
+    params: ValidateParams,
+    sources: Collection[str] | None = None,
+    tasks: Collection[str] | None = None,
+) -> list[Check]:
+    """The `instar` suite: over the rows that pass the record checks; a share bound for each
+    task of `tasks` (None: the published taxonomy)."""
+    tasks = PUBLISHED if tasks is None else tasks
     checks = [
         Check(
             "row_count",
@@ -178,7 +185,7 @@ def dataset_checks(params: ValidateParams, sources: Collection[str] | None = Non
     ]
     checks += [
         share_at_most(f"task_share:{t}", "task", t, params.max_task_share, f"task {t}")
-        for t in TASKS
+        for t in tasks
     ]
     for s in sources or ():
         least, most = params.source_share.get(s, (params.min_source_share, 1.0))
@@ -333,6 +340,8 @@ def run(
     params: ValidateParams,
     sources: Collection[str] | None,
     docs: Path | None = DOCS,
+    *,
+    tasks: Collection[str] | None = None,
 ) -> list[Outcome]:
     """Run both suites; write their Data Docs to `docs` (replacing what was there)."""
     docs = Path(docs) if docs is not None else None
@@ -346,7 +355,11 @@ def run(
         run_id = RunIdentifier(run_name="validate", run_time=run_time)
         pairs = _run_suite(context, "record_contract", record_checks(params), records, run_id)
         pairs += _run_suite(
-            context, "instar", dataset_checks(params, sources), with_lengths(passed, params), run_id
+            context,
+            "instar",
+            dataset_checks(params, sources, tasks),
+            with_lengths(passed, params),
+            run_id,
         )
         if docs is not None:
             context.build_data_docs()
