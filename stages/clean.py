@@ -21,7 +21,13 @@ from instar.params.clean import CleanParams, LengthLimit, for_source
 from instar.params.sources import SourceParams
 from instar.params.tasks import ANY, ARABIC, PUBLISHED, TaskParams, language_problems
 from instar.params.tasks import load as load_tasks
-from instar.records.paths import clean_overrides_path, clean_path, quarantine_path, raw_path
+from instar.records.paths import (
+    clean_languages_path,
+    clean_overrides_path,
+    clean_path,
+    quarantine_path,
+    raw_path,
+)
 from instar.records.quarantine import Drop, Quarantine
 from instar.records.schema import TEXT_FIELDS, load_meta, with_id
 from instar.records.storage import RecordWriter, count_rows, iter_records, write_json
@@ -189,6 +195,8 @@ def _instruction_equals_output(r, p):
 # The rules that read the language, by script and by language ID: the English answers of
 # a published set meet the first, Persian or Urdu the second.
 LANGUAGE_RULES = ("arabic_ratio", "language")
+# The counts of the published set's language quirks, which the dataset card shows too.
+LANGUAGE_COUNTS = ("system_prompts_by_language", "dropped_language_by_published_source")
 # The rule names, in order, as metrics/clean/<source>.json counts them.
 RULES = [
     "empty_output", "short_output", "short_instruction", "too_long", "arabic_ratio",
@@ -307,6 +315,7 @@ def main() -> None:
         raise config.ParamsError("; ".join(problems))
     metrics = clean(args.source, clean_params, tasks)
     write_json(Path("metrics/clean") / f"{args.source}.json", {**metrics, "overrides": overrides})
+    write_json(clean_languages_path(args.source), {k: metrics[k] for k in LANGUAGE_COUNTS})
 
 
 if __name__ == "__main__":

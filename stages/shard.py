@@ -8,6 +8,7 @@ and all phrasings made from one labelled item land together.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
@@ -19,6 +20,7 @@ from instar.params import core as config
 from instar.params.shard import ShardParams
 from instar.params.tasks import TaskParams
 from instar.params.tasks import load as load_tasks
+from instar.records.paths import clean_languages_path, source_names
 from instar.records.schema import group_key
 from instar.records.storage import (
     RecordWriter,
@@ -81,6 +83,7 @@ def build(tmp: Path, params: ShardParams, tasks: dict[str, TaskParams]) -> dict[
     manifest = {
         "params": params.model_dump(),
         "records": sum(c["records"] for c in counts.values()),
+        "clean_languages": clean_languages(),
         "splits": {s: _nest(counts[s]) for s in SPLITS},
         "shards": {
             str(f.relative_to(tmp)): {"rows": count_rows(f), "sha256": file_digest(f)}
@@ -92,6 +95,19 @@ def build(tmp: Path, params: ShardParams, tasks: dict[str, TaskParams]) -> dict[
     write_text(tmp / "README.md", dataset_card(manifest, lengths, tasks))
     card_charts(tmp / "card", manifest, lengths)
     return manifest
+
+
+def clean_languages() -> dict[str, dict[str, int]]:
+    """clean@'s language counts over every source: the published set's quirks (an English
+    system prompt on many rows, English answers in Arabic rows), for the card."""
+    totals: dict[str, Counter] = {}
+    for source in source_names():
+        path = clean_languages_path(source)
+        if not path.is_file():
+            raise StageError(f"{path}: missing; run `dvc repro clean@{source}` first")
+        for key, counts in json.loads(path.read_text(encoding="utf-8")).items():
+            totals.setdefault(key, Counter()).update(counts)
+    return {k: dict(sorted(c.items())) for k, c in sorted(totals.items())}
 
 
 def _nest(c: Counter) -> dict[str, Any]:

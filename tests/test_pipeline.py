@@ -311,6 +311,18 @@ def test_manifest_and_dataset_card_agree_with_the_shards(pipeline):
         s: c["records"] for s, c in manifest["splits"].items()
     }
     assert "## Tasks" in card and "classification" in card
+    # clean's language counts, added up over the sources, in the manifest and the card
+    sums: dict[str, Counter] = {}
+    for s in params(pipeline)["sources"]:
+        m = json.loads((pipeline / f"metrics/clean/{s}.json").read_text())
+        for key in ("system_prompts_by_language", "dropped_language_by_published_source"):
+            sums.setdefault(key, Counter()).update(m[key])
+    assert manifest["clean_languages"] == {k: dict(v) for k, v in sums.items()}
+    dropped = sums["dropped_language_by_published_source"]
+    assert dropped["web_sample"] > 0  # its Persian, Urdu and English rows
+    assert f"| web_sample | {dropped['web_sample']} |" in card
+    systems = sums["system_prompts_by_language"]
+    assert systems["arabic"] > 0 and f"| arabic | {systems['arabic']} |" in card
 
 
 def test_a_translation_task_with_english_outputs_goes_from_its_source_to_the_shards(pipeline):

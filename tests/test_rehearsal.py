@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import env, stages_run, wait_gone
 from tests.standin_data import ENGLISH_ANSWER, ENGLISH_SYSTEM, instar_rows
@@ -127,6 +128,14 @@ def test_the_readme_commands_rehearse_the_paper_profile(pipeline, stand_in, tmp_
     by_source = counts["dropped_language_by_published_source"]
     english = Counter(r["source"] for r in rows if r["output"] == ENGLISH_ANSWER)
     assert english and all(by_source.get(s, 0) >= n for s, n in english.items()), by_source
+    # and the experiment's dataset card shows both (read from the DVC cache by its lock hash)
+    lock = yaml.safe_load(subprocess.run(["git", "show", f"{ref}:dvc.lock"], cwd=repo,
+                                         capture_output=True, text=True).stdout)  # fmt: skip
+    (md5,) = [o["md5"] for o in lock["stages"]["shard"]["outs"] if o["path"].endswith("README.md")]
+    card = (repo / ".dvc/cache/files/md5" / md5[:2] / md5[2:]).read_text(encoding="utf-8")
+    systems = counts["system_prompts_by_language"]
+    assert f"| english | {systems['english']} |" in card
+    assert all(f"| {s} | {n} |" in card for s, n in by_source.items()), card
 
     again = make_paper(repo, environ)
     out = one_line(finish(again))

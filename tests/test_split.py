@@ -5,7 +5,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from instar.params.shard import ShardParams
+from instar.records.paths import clean_languages_path
 from instar.records.schema import RECORD_SCHEMA, make_record
+from instar.records.storage import write_json
 from stages import shard as shard_mod
 
 PARAMS = ShardParams(validation_fraction=0.1, test_fraction=0.2, salt="t", rows_per_shard=50)
@@ -48,6 +50,12 @@ def run_shard(tmp_path, monkeypatch, recs) -> dict[str, str]:
     path = tmp_path / "data/validated/instar.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(recs, schema=RECORD_SCHEMA), path)
+    # what shard reads of clean: the source names and their language counts (for the card)
+    sources = sorted({r["source"] for r in recs})
+    write_json("data/source_list.json", {"sources": sources})
+    for s in sources:
+        counts = {"none": sum(r["source"] == s for r in recs)}
+        write_json(clean_languages_path(s), {"system_prompts_by_language": counts})
     shard_mod.shard(PARAMS)
     where = {}
     for split in shard_mod.SPLITS:
@@ -75,7 +83,8 @@ def test_a_rerun_swaps_the_splits_in_whole_and_keeps_dvc_s_gitignore(tmp_path, m
     assert (out / ".gitignore").read_text() == "/train\n"
     assert not (out / "train/part-00099.parquet").exists()
     assert sorted(p.name for p in out.iterdir()) == sorted([".gitignore", *shard_mod.OUTPUTS])
-    assert sorted(p.name for p in out.parent.iterdir()) == ["instar", "validated"]
+    inputs = ["clean_languages", "source_list.json", "validated"]
+    assert sorted(p.name for p in out.parent.iterdir()) == sorted(["instar", *inputs])
 
 
 def test_all_phrasings_of_one_item_land_in_one_split(tmp_path, monkeypatch):

@@ -49,6 +49,13 @@ def _table(rows: dict[str, dict[str, int]], splits: list[str]) -> str:
     return "\n".join([head, *lines])
 
 
+def _counts_table(counts: dict[str, int], key: str, what: str = "records") -> str:
+    if not counts:
+        return f"| {key} | {what} |\n|---|---:|\n| (none) | 0 |"
+    rows = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return f"| {key} | {what} |\n|---|---:|\n" + "\n".join(f"| {k} | {n} |" for k, n in rows)
+
+
 def _quantiles(values: list[int]) -> str:
     if len(values) < 2:
         return "n/a"
@@ -142,6 +149,7 @@ def dataset_card(
 ) -> str:
     splits = list(manifest["splits"])
     others = _output_languages(manifest, tasks)
+    languages = manifest.get("clean_languages", {})
     header = {
         "language": ["ar", *others],
         "license": "apache-2.0",
@@ -213,6 +221,18 @@ output in its `output` language (`any`: not read).
 ### Origin
 
 {_table(by("origin"), splits)}
+
+### Languages, as clean read them
+
+Counted by `clean` over every record it read, before any was dropped: the language of each
+record's system prompt (lingua among `clean.language.languages`; `none`: no system
+prompt), and the records its language rules (`arabic_ratio`, `language`) dropped, by the
+`source` the data was published with (a published set's own column, else the pipeline's
+source name).
+
+{_counts_table(languages.get("system_prompts_by_language", {}), "system prompt")}
+
+{_counts_table(languages.get("dropped_language_by_published_source", {}), "source", "dropped")}
 
 ### Lengths (words)
 

@@ -13,6 +13,16 @@ def clean_path(source: str) -> Path:
     return Path("data/clean") / f"{source}.parquet"
 
 
+# clean@<source>'s language counts (system prompts by language, language drops by published
+# source), apart from its metrics: shard puts them in the dataset card, and a file of its
+# own keeps an override edit (shown in the metrics) from rerunning shard.
+CLEAN_LANGUAGES = Path("data/clean_languages")
+
+
+def clean_languages_path(source: str) -> Path:
+    return CLEAN_LANGUAGES / f"{source}.json"
+
+
 def quarantine_path(stage: str, source: str | None = None) -> Path:
     """data/quarantine/<stage>/<source>.parquet, or <stage>.parquet for all-source stages."""
     if source:
