@@ -18,7 +18,7 @@ export DO_NOT_TRACK := 1
 # Docs' bytes with every commit, so a clone's `make repro` could not reproduce that lock.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install repro test test-fast test-min lint lock paper bench remote-up remote-down help
+.PHONY: install repro test test-fast test-min lint lock paper preflight bench remote-up remote-down help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -67,7 +67,12 @@ remote-down:  ## stop the local S3 server
 # unsets it and says which pins are missing.
 PROFILE ?= paper
 paper: install  ## a profile as a DVC experiment (default PROFILE=paper: CUDA GPU; README "Profiles")
+	$(PY) -m scripts.preflight $(PROFILE) --online-if-needed
 	$(PY) -m scripts.profiles run $(PROFILE) --online-if-needed $(if $(EXP),-n $(EXP))
+
+# The default profile unless PROFILE is given (on the command line or in the environment).
+preflight: install  ## each model's pins, GPU memory, run size and label-mask audit (PROFILE=paper)
+	$(PY) -m scripts.preflight $(if $(filter command line environment,$(origin PROFILE)),$(PROFILE),default) --online-if-needed
 
 lock:  ## re-resolve pyproject.toml into requirements.lock (needs the package index)
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

@@ -31,10 +31,12 @@ from instar.cards import model_card
 from instar.console import StageError, console, parser, run
 from instar.imports import closure
 from instar.modeling import checkpoints
+from instar.modeling.audit import audit_split, bracketed, marked
 from instar.modeling.build import base_dir
 from instar.modeling.chat import supports_system
 from instar.modeling.data import INSTAR, as_messages, load_split
 from instar.modeling.loading import adapter_dir, load_base, require_device
+from instar.params.preflight import PreflightParams
 from instar.params.train import ModelParams
 from instar.records.storage import atomic_dir, write_json, write_text
 from instar.reproducible import PINNED, pin_torch_threads
@@ -284,7 +286,34 @@ def export_merged(model: str, m: ModelParams, enabled: bool | None = None) -> Pa
     return out
 
 
-def train(model: str, m: ModelParams) -> dict[str, Any]:
+def audit_train_split(model: str, m: ModelParams, p: PreflightParams, tokenizer) -> dict[str, Any]:
+    """The label-mask audit of the split about to be trained on (what `make preflight`
+    prints); refuses before the trainer starts on any problem."""
+    name = f"the chat template of models.{model}.base"
+    a = audit_split(
+        tokenizer,
+        INSTAR / "train",
+        m.train.max_length,
+        p.sample_rows,
+        p.seed,
+        p.max_truncated_share,
+        name,
+    )
+    if a.problems:
+        raise StageError(
+            f"train {model}: the label-mask audit refuses:\n  - "
+            + "\n  - ".join(
+                f"{pr.rule}"
+                + (f" (row {pr.row} of {INSTAR / 'train'})" if pr.row is not None else "")
+                + f": {pr.reason}"
+                for pr in a.problems
+            )
+        )
+    example = bracketed(marked(tokenizer, *a.example)) if a.example else ""
+    return {**a.summary(), "split_rows": a.split_rows, "example": example}
+
+
+def train(model: str, m: ModelParams, p: PreflightParams | None = None) -> dict[str, Any]:
     require_device(model, m)
     splits = [INSTAR / "train", INSTAR / "validation"]
     key = checkpoints.run_key(m, base_dir(model), splits, closure("stages.train"))
@@ -296,6 +325,7 @@ def train(model: str, m: ModelParams) -> dict[str, Any]:
         resume = None
     pin_torch_threads()
     tokenizer, net = load_base(model, m)
+    audit = audit_train_split(model, m, p or PreflightParams(), tokenizer)
     system_role = supports_system(tokenizer)
     train_ds = as_messages(load_split("train"), system_role)
     eval_ds = as_messages(load_split("validation"), system_role)
@@ -360,7 +390,9 @@ def train(model: str, m: ModelParams) -> dict[str, Any]:
         # what the loaded model runs (instar.modeling.loading.attention), not what was asked
         "attn_implementation": net.config._attn_implementation,
     }
-    write_text(Path("models") / model / "README.md", model_card.render(model, m, metrics, key))
+    write_text(
+        Path("models") / model / "README.md", model_card.render(model, m, metrics, key, audit)
+    )
     # How this run went, beside its timings: a resumed run ends with the same adapter, card
     # and figures as an unbroken one, so these must not be in them.
     how = {
@@ -427,7 +459,7 @@ def main() -> None:
         if code:
             raise SystemExit(code)
         return
-    metrics = train(args.model, m)
+    metrics = train(args.model, m, PreflightParams.load())
     if rank() == 0:
         export_merged(args.model, m)
         write_json(Path("metrics/train") / f"{args.model}.json", metrics)

@@ -335,6 +335,12 @@ MODEL_ROWS: list[Row] = [
         lambda s: {"contamination"},
     ),
     ("the report's title", param("report.title", "Another title"), lambda s: {"report"}),
+    (
+        # train@ reads only the audit's keys of `preflight`; the rate is the preflight's own
+        "the preflight's rate",
+        param("preflight.tokens_per_second", 1000),
+        lambda s: set(),
+    ),
 ]
 MATRIX = DATA_ROWS + MODEL_ROWS
 

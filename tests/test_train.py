@@ -475,6 +475,11 @@ def test_the_pipeline_writes_cards_curves_and_final_figures(pipeline):
         front = yaml.safe_load(card.split("---")[1])
         assert front["library_name"] == "peft" and front["language"] == ["ar"]
         assert "## Final metrics" in card and "## Limits" in card
+        # the label-mask audit train@ ran first: its share and an example, the answer trained
+        audit = card.split("## Label-mask audit")[1].split("## Final metrics")[0]
+        assert "% of" in audit and "tokens carry loss" in audit
+        example = audit.split("```text")[1].split("```")[0]
+        assert example.count("[[") == example.count("]]") == 1  # one answer, one span
         metrics = json.loads((pipeline / f"metrics/train/{m}.json").read_text())
         assert metrics["eval_loss"] > 0
         # Timings live in metrics/perf/ only: not in the cached card, curves or train figures.

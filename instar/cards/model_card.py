@@ -33,7 +33,11 @@ def base_id(m: ModelParams) -> tuple[str, str]:
     return f"instar-tiny-{m.base.architecture} (built from config, random init)", "local"
 
 
-def render(model: str, m: ModelParams, metrics: dict[str, Any], run_key: str) -> str:
+def render(
+    model: str, m: ModelParams, metrics: dict[str, Any], run_key: str, audit: dict[str, Any]
+) -> str:
+    """The card; `audit` is the label-mask audit of the train split (its summary and its
+    bracketed example, instar/modeling/audit.py)."""
     base, revision = base_id(m)
     front = {
         "library_name": "peft",
@@ -99,6 +103,20 @@ and extracting from Modern Standard Arabic text, as the InstAr tasks do.
 
 ```json
 {params}
+```
+
+## Label-mask audit
+
+The train split tokenized as the trainer tokenizes it (chat template, `{{% generation %}}`
+spans, `max_length` {m.train.max_length}), over {audit["rows"]} of its {audit["split_rows"]} rows:
+{audit["loss_share"]:.1%} of {audit["tokens"]:,} tokens carry loss; the length limit cuts the
+answer of {audit["truncated_rows"]} rows ({audit["truncated_share"]:.1%}). Every example has
+loss-carrying tokens, every uncut answer trains its end-of-turn token, and no system text
+is lost (train@ refuses to start otherwise). One example, its loss-carrying text between
+`[[` and `]]`:
+
+```text
+{audit["example"]}
 ```
 
 ## Final metrics

@@ -17,6 +17,7 @@ from instar.params.generate import (
 )
 from instar.params.hub import HubDataParams, TokenizerParams
 from instar.params.ingest import IngestParams
+from instar.params.preflight import PreflightParams
 from instar.params.report import ReportParams
 from instar.params.shard import ShardParams
 from instar.params.sources import SourceParams, TextSourceParams
@@ -35,6 +36,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "evaluate": EvaluateParams,
     "contamination": ContaminationParams,
     "report": ReportParams,
+    "preflight": PreflightParams,
 }
 NAMED_SECTIONS: dict[str, type[BaseModel]] = {
     "sources": SourceParams,
