@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from instar.console import StageError, console, parser, progress, run
+from instar.evaluation.fingerprint import KEY as FINGERPRINT
+from instar.evaluation.fingerprint import fingerprint as eval_fingerprint
 from instar.modeling.build import base_dir
 from instar.params import core as config
 from instar.params.evaluate import EvaluateParams
@@ -108,9 +110,10 @@ def assistant_loss(
     }
 
 
-def fingerprint(folders: list[Path], salt: str) -> str:
-    """Identity of the weights for lm-eval's request cache: every file's name and size, and
-    the bytes of files under 64 MiB (large weight files: their first and last MiB)."""
+def weights_id(folders: list[Path], salt: str) -> str:
+    """Identity of the weights (lm-eval's request cache key, a local base's and an adapter's
+    fingerprint field): every file's name and size, and the bytes of files under 64 MiB
+    (large weight files: their first and last MiB)."""
     h = hashlib.sha256(salt.encode())
     for folder in folders:
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
@@ -124,6 +127,13 @@ def fingerprint(folders: list[Path], salt: str) -> str:
                 f.seek(-(1 << 20), 2)
                 h.update(f.read())
     return h.hexdigest()[:16]
+
+
+def local_base(m: ModelParams) -> str:
+    """A base built here has no revision: its recipe (models.<m>.base) stands for one. Not
+    its bytes, which follow the train split its tokenizer is trained on."""
+    recipe = json.dumps(m.base.model_dump(mode="json"), sort_keys=True)
+    return "local:" + hashlib.sha256(recipe.encode()).hexdigest()[:12]
 
 
 def generate(net, tokenizer, prompts: list[list[dict]], params: EvaluateParams) -> list:
@@ -204,8 +214,18 @@ def evaluate_variant(
     )
     bench = params.benchmarks
     salt = f"{m.train.precision}|{m.train.quantization}|{m.base.revision}"
-    cache = cache_path(bench.request_cache, f"{model}-{variant}-{fingerprint(folders, salt)}")
+    cache = cache_path(bench.request_cache, f"{model}-{variant}-{weights_id(folders, salt)}")
     metrics = run_benchmarks(lm, bench, cache, LM_EVAL / model / variant, label)
+    metrics[FINGERPRINT] = eval_fingerprint(
+        bench,
+        Path("."),  # stages run from the repository root
+        dtype=m.train.precision,
+        quantization=m.train.quantization,
+        chat_template=tokenizer.chat_template,
+        base=m.base.revision or local_base(m),
+        adapter=weights_id([adapter_dir(model)], "") if variant == "adapter" else "none",
+        device=m.train.device,
+    )
 
     net, tokenizer = lm.model, lm.tokenizer
     system_role = supports_system(tokenizer)
@@ -324,7 +344,10 @@ def evaluate_adapter(model: str, m: ModelParams, params: EvaluateParams) -> None
     plot = plot_rows(metrics, base, list(params.benchmarks.tasks))
     write_json(PLOTS / f"eval_{model}.json", plot)
     write_json(ADAPTER_METRICS / f"{model}.json", metrics)
-    write_json(METRICS / f"{model}.json", {**headline(metrics), **deltas(metrics, base)})
+    write_json(
+        METRICS / f"{model}.json",
+        {**headline(metrics), **deltas(metrics, base), FINGERPRINT: metrics[FINGERPRINT]},
+    )
     console.print(
         f"evaluate {model}: perplexity {base['instar_test.perplexity']} -> "
         f"{metrics['instar_test.perplexity']}"

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
 from instar.console import StageError, console, parser, run
+from instar.evaluation.fingerprint import differences
 from instar.params import core as config
 from instar.params.report import ReportParams
 from instar.records.storage import atomic_path, write_text
@@ -59,8 +61,41 @@ def _pct(value: float | None) -> str:
     return "" if value is None else f"{100 * value:.2f}"
 
 
-def results_table(evals: dict, bases: dict) -> list[str]:
-    """The paper's results table: one row per model and variant, one column per benchmark."""
+def committed(path: Path) -> dict[str, Any]:
+    """`path` as the last commit (git HEAD) has it: the last committed run's figures; {}
+    outside git or where HEAD has none."""
+    try:
+        out = subprocess.run(
+            ["git", "show", f"HEAD:{path.as_posix()}"], capture_output=True, text=True, timeout=60
+        )
+    except OSError:
+        return {}
+    try:
+        return json.loads(out.stdout) if out.returncode == 0 else {}
+    except ValueError:
+        return {}
+
+
+VARIANTS = (("base", "metrics/eval_base"), ("+ InstAr adapter", "metrics/eval"))
+
+
+def fingerprint_changes(evals: dict, bases: dict) -> dict[tuple[str, str], list[str]]:
+    """(model, variant) -> the fingerprint fields that differ from the last committed run:
+    scores measured under other settings, not comparable with it as they stand."""
+    found = {}
+    for model in evals:
+        for (label, folder), now in zip(
+            VARIANTS, (bases.get(model, {}), evals[model]), strict=True
+        ):
+            changed = differences(now, committed(Path(folder) / f"{model}.json"))
+            if changed:
+                found[(model, label)] = changed
+    return found
+
+
+def results_table(evals: dict, bases: dict, flagged=()) -> list[str]:
+    """The paper's results table: one row per model and variant, one column per benchmark;
+    a flagged row's variant ends in "(fingerprint changed)"."""
     names = sorted({n for ev in [*evals.values(), *bases.values()] for n in benchmark_names(ev)})
     metric = {
         n: next((score(ev, n)[1] for ev in evals.values() if score(ev, n)[0] is not None), "")
@@ -71,6 +106,7 @@ def results_table(evals: dict, bases: dict) -> list[str]:
     lines = ["| model | variant | " + " | ".join(head) + " |", "|---|---|" + "---:|" * len(head)]
     for model in evals:
         for label, sc in (("base", bases.get(model, {})), ("+ InstAr adapter", evals[model])):
+            shown = f"{label} (fingerprint changed)" if (model, label) in flagged else label
             cells = [_pct(score(sc, n)[0]) for n in names]
             cells += [
                 _pct(sc.get("oall.mean_unweighted.acc_norm")),
@@ -79,11 +115,14 @@ def results_table(evals: dict, bases: dict) -> list[str]:
                 f"{sc['instar_test.chrf']:.2f}" if "instar_test.chrf" in sc else "",
                 _pct(sc.get("instar_test.rougeL")),
             ]
-            lines.append(f"| {model} | {label} | " + " | ".join(cells) + " |")
+            lines.append(f"| {model} | {shown} | " + " | ".join(cells) + " |")
     return lines
 
 
-def summary(title: str, evals: dict, bases: dict, trains: dict, contamination: dict) -> str:
+def summary(
+    title: str, evals: dict, bases: dict, trains: dict, contamination: dict, changes=None
+) -> str:
+    changes = changes or {}
     lines = [
         f"# {title}",
         "",
@@ -103,9 +142,21 @@ def summary(title: str, evals: dict, bases: dict, trains: dict, contamination: d
         "'Evaluation'). Test ppl: perplexity on the assistant tokens of the InstAr test split",
         "(lower is better); chrF and ROUGE-L (percent): greedy answers to test prompts.",
         "",
-        *results_table(evals, bases),
+        *results_table(evals, bases, changes),
         "",
     ]
+    if changes:
+        lines += [
+            "Fingerprint changed since the last committed run (git HEAD's metrics files): these",
+            "rows were measured under other settings, so their scores do not compare with",
+            "that run's as they stand.",
+            "",
+            *[
+                f"- {model}, {label}: " + "; ".join(fields)
+                for (model, label), fields in changes.items()
+            ],
+            "",
+        ]
     if contamination:
         lines += [
             f"Contamination: {contamination.get('contamination.items_in_train', 0)} of "
@@ -245,7 +296,9 @@ def main() -> None:
         json.loads(contamination_file.read_text()) if contamination_file.is_file() else {}
     )
     charts(evals, bases)
-    write_text(REPORTS / "summary.md", summary(params.title, evals, bases, trains, contamination))
+    changes = fingerprint_changes(evals, bases)
+    text = summary(params.title, evals, bases, trains, contamination, changes)
+    write_text(REPORTS / "summary.md", text)
     console.print(f"report: {len(evals)} models -> {REPORTS / 'summary.md'}")
 
 

@@ -325,8 +325,9 @@ MODEL_ROWS: list[Row] = [
         lambda s: training(["tiny"]) | {"report"},
     ),
     (
-        "an eval param",
-        param("evaluate.generation.samples", 2),
+        # a setting that moves scores: the fingerprint shows it (fingerprint_flagged, below)
+        "the benchmarks' batch size",
+        param("evaluate.benchmarks.batch_size", 8),
         lambda s: evaluation() | {"report"},
     ),
     (
@@ -345,11 +346,32 @@ MODEL_ROWS: list[Row] = [
 MATRIX = DATA_ROWS + MODEL_ROWS
 
 
+def fingerprint_flagged(repo: Path) -> None:
+    """The batch size is in every evaluation's fingerprint: `dvc metrics diff` shows it as a
+    string beside the scores, and the report flags each model's rows against the last
+    committed run (the matrix's commit, at batch size 16), naming the field."""
+    diff = json.loads(dvc(repo, "metrics", "diff", "--json").stdout)
+    for m in MODELS:
+        changed = diff[f"metrics/eval/{m}.json"]["fingerprint.batch_size"]
+        assert (changed["old"], changed["new"]) == ("16", "8"), changed
+    summary = (repo / "reports/summary.md").read_text(encoding="utf-8")
+    for m in MODELS:
+        assert f"| {m} | + InstAr adapter (fingerprint changed) |" in summary
+        assert f"| {m} | base (fingerprint changed) |" in summary
+        assert f"- {m}, + InstAr adapter: batch_size: 16 -> 8" in summary
+
+
+# Checks a row's repro makes possible beyond the stages it ran, before the repo is restored.
+AFTER = {"the benchmarks' batch size": fingerprint_flagged}
+
+
 def check_row(repo: Path, what: str, change, expected) -> None:
     """Make the change, run `dvc repro`, compare the stages it ran; then put the repo back."""
     change(repo)
     try:
         ran = stages_run(dvc(repo, "repro", timeout=900).stdout)
         assert ran == expected(source_names(repo)), what
+        if what in AFTER:
+            AFTER[what](repo)
     finally:
         restore(repo)

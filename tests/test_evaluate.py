@@ -4,6 +4,7 @@ Arabic ROUGE-L, the contamination check, the benchmark files themselves."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -14,7 +15,7 @@ from instar.console import StageError
 from instar.evaluation import harness as benchmarks
 from instar.evaluation.textmetrics import ArabicTokenizer, rouge_l
 from stages.contamination import check, find, questions
-from stages.evaluate import deltas, fingerprint, headline, plot_rows
+from stages.evaluate import deltas, headline, plot_rows, weights_id
 from tests.conftest import ROOT
 
 BENCH = ROOT / "data/benchmarks"
@@ -163,9 +164,9 @@ def test_request_cache_file_follows_the_weights(tmp_path):
     (tmp_path / "adapter").mkdir()
     weights = tmp_path / "adapter" / "adapter_model.safetensors"
     weights.write_bytes(b"one")
-    first = fingerprint([tmp_path / "adapter"], "fp32")
+    first = weights_id([tmp_path / "adapter"], "fp32")
     weights.write_bytes(b"two")
-    assert fingerprint([tmp_path / "adapter"], "fp32") != first
+    assert weights_id([tmp_path / "adapter"], "fp32") != first
 
 
 def train_split(folder: Path, rows: list[dict]) -> Path:
@@ -309,3 +310,50 @@ def test_paper_profile_runs_oall_v1_tasks_zero_shot_without_chat_template():
         "OALL/Arabic_EXAMS",
         "OALL/Arabic_MMLU",
     }
+
+
+# --- the evaluation fingerprint -----------------------------------------------------------
+
+
+def test_a_task_s_files_are_its_yaml_and_the_utils_beside_it_and_their_hash_follows_them(
+    tmp_path,
+):
+    from instar.evaluation.fingerprint import files_hash, task_files
+
+    shutil.copytree(ROOT / "lm_eval_tasks/instar", tmp_path / "tasks")
+    files = task_files(tmp_path / "tasks", "instar_acva")
+    assert [f.name for f in files] == ["instar_acva.yaml", "utils.py"]
+    # the group's YAML names the group, not the tasks that share its folder
+    group = {f.name for f in task_files(tmp_path / "tasks", "instar_oall")}
+    assert "instar_oall.yaml" in group and "instar_acva.yaml" not in group
+    before = files_hash(files, tmp_path)
+    with (tmp_path / "tasks/utils.py").open("a") as f:
+        f.write("# a prompt edit\n")
+    assert files_hash(files, tmp_path) != before
+
+
+def test_the_fingerprint_is_strings_and_flags_settings_but_not_the_adapter():
+    from importlib.metadata import version
+
+    from instar.evaluation.fingerprint import KEY, differences, fingerprint
+    from instar.params.evaluate import BenchmarkParams
+
+    def fp(**kw):
+        bench = BenchmarkParams(**kw.pop("bench", {}))
+        args = {"dtype": "bf16", "quantization": "none", "chat_template": "{{ x }}",
+                "base": "abc", "adapter": "a1", "device": "cuda"} | kw  # fmt: skip
+        return {KEY: fingerprint(bench, ROOT, **args)}
+
+    now = fp()
+    assert all(isinstance(v, str) for v in now[KEY].values())
+    assert now[KEY]["lm_eval"] == version("lm-eval") and now[KEY]["chat_template"] == "not applied"
+    assert {"tasks.acva", "tasks.alghafa", "tasks.mmlu"} <= set(now[KEY])
+    applied = {t: fp(bench={"apply_chat_template": True}, chat_template=t)[KEY]["chat_template"]
+               for t in ("{{ x }}", "{{ y }}")}  # fmt: skip
+    assert all(len(h) == 12 for h in applied.values()) and len(set(applied.values())) == 2
+    assert differences(now, fp(adapter="a2")) == []  # another adapter is what runs compare
+    assert differences(fp(bench={"batch_size": 8}, quantization="4bit"), now) == [
+        "batch_size: 16 -> 8",
+        "quantization: none -> 4bit",
+    ]
+    assert differences(now, {"oall.acva.acc_norm": 0.5}) == []  # a run from before them

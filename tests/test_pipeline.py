@@ -137,6 +137,11 @@ def test_dvc_metrics_show_lists_train_eval_and_the_totals_only(pipeline, own):
     expected = [f"metrics/train/{m}.json" for m in models]
     expected += [f"metrics/eval/{m}.json" for m in models]
     assert sorted(data) == sorted([*expected, "metrics/data.json"])
+    # The evaluation fingerprint's strings come on top (README, "Evaluation"): `--only-changed`
+    # hides them until a setting that moves scores changes.
+    fingerprints = {f: v["data"].pop("fingerprint", {}) for f, v in data.items()}
+    assert all(fingerprints[f"metrics/eval/{m}.json"] for m in models)
+    assert all(isinstance(x, str) for fp in fingerprints.values() for x in fp.values())
     keys = {f: flat_keys(v["data"]) for f, v in data.items()}
     assert keys["metrics/data.json"] <= TOTALS_KEYS
     assert sum(keys.values()) <= METRIC_COLUMNS, keys
@@ -367,6 +372,20 @@ def test_adapters_lower_test_perplexity_and_the_report_shows_every_model(pipelin
         tr = json.loads((pipeline / f"metrics/train/{m}.json").read_text())
         assert tr["last_logged_loss"] < tr["first_logged_loss"]
         assert f"| {m} | base |" in summary and f"| {m} | + InstAr adapter |" in summary
+
+
+def test_every_evaluation_carries_its_fingerprint_base_and_adapter_alike(pipeline):
+    for m in params(pipeline)["models"]:
+        fp = {
+            f: json.loads((pipeline / f"metrics/{f}/{m}.json").read_text())["fingerprint"]
+            for f in ("eval", "eval_base", "eval_adapter")
+        }
+        assert fp["eval"] == fp["eval_adapter"]
+        assert fp["eval_base"]["adapter"] == "none" and fp["eval"]["adapter"] != "none"
+        same = {k: v for k, v in fp["eval"].items() if k != "adapter"}
+        assert same == {k: v for k, v in fp["eval_base"].items() if k != "adapter"}
+        assert same["base"].startswith("local:") and same["device"] == "cpu"
+        assert same["batch_size"] == str(params(pipeline)["evaluate"]["benchmarks"]["batch_size"])
 
 
 def test_adapter_reloads_with_peft_and_changes_the_logits(pipeline):
