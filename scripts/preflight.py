@@ -41,7 +41,7 @@ from instar.modeling.memory import estimate, shape
 from instar.params.preflight import PreflightParams
 from instar.params.train import ModelParams
 from instar.records.storage import write_text
-from scripts.profiles import OFFLINE_VARS, load_profile, not_cached
+from scripts.profiles import OFFLINE_VARS, _at, load_profile, not_cached, pins
 
 REPORTS = Path("reports/preflight")
 PERF = Path("metrics/perf/train")
@@ -166,6 +166,24 @@ def preflight(model: str, m: ModelParams, p: PreflightParams) -> tuple[Table, Au
     return table, a, example
 
 
+def pins_table(profile: str, params: dict) -> Table:
+    """Every hub repository the profile names: its pinned commit, or what is missing."""
+    table = Table(title=f"preflight {profile}: pins", title_justify="left")
+    for col in ("params key", "repository", "pinned", "HF cache"):
+        table.add_column(col)
+    gaps = set(not_cached(params))
+    for p in pins(params):
+        rev = _at(params, p.where).get("revision")
+        cached = "(not pinned)" if rev is None else (
+            "missing" if any(g.startswith(f"{p.repo_id}@{rev[:12]}") for g in gaps) else "ok"
+        )  # fmt: skip
+        pinned = rev[:12] if rev else Text("MISSING: `profile pin`", style="bold red")
+        table.add_row(".".join(p.where), f"{p.repo_type} {p.repo_id}", pinned, cached)
+    if not table.rows:
+        table.add_row("(none)", "the profile reads no hub repository", "", "")
+    return table
+
+
 def show_example(text: str) -> Text:
     """The bracketed example, its loss-carrying runs in colour."""
     out = Text()
@@ -175,7 +193,7 @@ def show_example(text: str) -> Text:
 
 
 def main() -> None:
-    p = parser("preflight", __doc__)
+    p = parser("scripts.preflight", __doc__)
     p.add_argument("profile", nargs="?", default="default", help="default, or a profile's name")
     p.add_argument(
         "--online-if-needed",
@@ -193,9 +211,7 @@ def main() -> None:
         os.execv(sys.executable, [sys.executable, "-m", "scripts.preflight", args.profile])
     pre = PreflightParams.load(params)
     refused = []
-    gaps = not_cached(params, ("model",))
-    if gaps:
-        console.print(f"preflight {args.profile}: not in the HF cache: {', '.join(gaps)}")
+    console.print(pins_table(args.profile, params))
     for model in params.get("models") or {}:
         m = ModelParams.named(model, params)
         table, a, example = preflight(model, m, pre)

@@ -27,6 +27,7 @@ STAGES = [
     "scripts.profiles",
     "scripts.code_deps",
     "scripts.oall_tasks",
+    "scripts.preflight",
 ]
 
 
