@@ -276,7 +276,9 @@ def train_once(name: str, m, work: Path) -> dict:
         "last_loss": losses[-1] if losses else None,
         "attention": {"chosen": chosen, "used": used, **calls},
     }
-    out["estimated_gpu_memory_gib"] = memory_estimate(net.config, m)["total_gib"]  # preflight's
+    from instar.modeling.memory import for_model
+
+    out["estimated_gpu_memory_gib"] = for_model(net.config, m)["total_gib"]  # preflight's
     if m.train.device == "cuda":
         out["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         out["gpu"] = torch.cuda.get_device_name()
@@ -284,21 +286,6 @@ def train_once(name: str, m, work: Path) -> dict:
     if m.train.device == "cuda":
         torch.cuda.empty_cache()
     return out
-
-
-def memory_estimate(config, m) -> dict:
-    """What `make preflight` estimates for this run (instar/modeling/memory.py)."""
-    from instar.modeling.memory import estimate, shape
-
-    t = m.train
-    return estimate(
-        shape(config, m.lora.target_modules, m.lora.r),
-        batch=t.batch_size,
-        seq=t.max_length,
-        precision=t.precision,
-        quantization=t.quantization,
-        checkpointing=t.gradient_checkpointing,
-    )
 
 
 def main(argv=None) -> int:

@@ -37,7 +37,7 @@ from instar.hub import is_offline
 from instar.modeling.audit import PROBE, Audit, audit, audit_split, bracketed, marked
 from instar.modeling.build import base_dir
 from instar.modeling.data import INSTAR
-from instar.modeling.memory import estimate, shape
+from instar.modeling.memory import for_model
 from instar.params.preflight import PreflightParams
 from instar.params.train import ModelParams
 from instar.records.storage import write_text
@@ -113,14 +113,7 @@ def preflight(model: str, m: ModelParams, p: PreflightParams) -> tuple[Table, Au
             f"no {split} here (`make repro`, `dvc pull`): a probe record; train@ audits the split"
         )
     t = m.train
-    mem = estimate(
-        shape(config, m.lora.target_modules, m.lora.r),
-        batch=t.batch_size,
-        seq=t.max_length,
-        precision=t.precision,
-        quantization=t.quantization,
-        checkpointing=t.gradient_checkpointing,
-    )
+    mem = for_model(config, m)
     size = run_size(m, a)
     table = Table(title=f"preflight {model}", show_header=False, title_justify="left")
     table.add_column("", style="bold")

@@ -133,20 +133,12 @@ TORCHTUNE = [
 
 @pytest.fixture(scope="module")
 def llama3_8b():
-    from transformers import LlamaConfig
-
     from instar.modeling.memory import shape
+    from scripts.gpu_check import llama_config
 
-    # Llama-3-8B's shape (its config.json on the hub); 3.1 changes only RoPE scaling
-    config = LlamaConfig(
-        hidden_size=4096,
-        intermediate_size=14336,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        vocab_size=128256,
-        tie_word_embeddings=False,
-    )
+    # Llama-3-8B's shape (its config.json on the hub; the GPU script builds the same); 3.1
+    # changes only RoPE scaling
+    config = llama_config("llama3-8b")
     modules = ["q_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     return shape(config, modules, 8)
 

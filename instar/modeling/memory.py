@@ -69,6 +69,19 @@ def shape(config, target_modules: list[str] | str, r: int) -> Shape:
     )
 
 
+def for_model(config, m) -> dict[str, Any]:
+    """The estimate for a model's params (`models.<m>`: its LoRA and train settings)."""
+    t = m.train
+    return estimate(
+        shape(config, m.lora.target_modules, m.lora.r),
+        batch=t.batch_size,
+        seq=t.max_length,
+        precision=t.precision,
+        quantization=t.quantization,
+        checkpointing=t.gradient_checkpointing,
+    )
+
+
 def estimate(
     s: Shape,
     *,
