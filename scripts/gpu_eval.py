@@ -179,13 +179,13 @@ def random_lora(net):
 def run_variant(
     lm, params: BenchmarkParams, out_dir: Path, label: str, weights: list[Path]
 ) -> dict[str, Any]:
-    """One variant's benchmarks and items/s. The request cache is keyed by the weights'
-    fingerprint; a model built from config has none and runs uncached (a timing run)."""
-    from stages.evaluate import fingerprint
+    """One variant's benchmarks and items/s. The request cache is keyed by the weights' id
+    (stages.evaluate.weights_id); a model built from config has none and runs uncached (a timing run)."""
+    from stages.evaluate import weights_id
 
     start = time.perf_counter()
     cache = weights and benchmarks.cache_path(
-        params.request_cache, f"{label.replace(' ', '-')}-{fingerprint(weights, label)}"
+        params.request_cache, f"{label.replace(' ', '-')}-{weights_id(weights, label)}"
     )
     metrics = benchmarks.run_benchmarks(
         lm, params, cache or None, out_dir / label.split()[-1], label

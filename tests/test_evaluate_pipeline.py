@@ -62,6 +62,9 @@ def test_eval_metrics_are_flat_scores_with_deltas_and_the_samples_are_there(pipe
         base = json.loads((pipeline / f"metrics/eval_base/{m}.json").read_text())
         full = json.loads((pipeline / f"metrics/eval_adapter/{m}.json").read_text())
         tuned = json.loads((pipeline / f"metrics/eval/{m}.json").read_text())
+        # flat scores, and beside them the fingerprint's strings (what the scores were
+        # measured under), the adapter's as in its full file
+        assert tuned.pop("fingerprint") == full.pop("fingerprint")
         assert all(not isinstance(v, dict) for v in tuned.values())
         for key in ("instar_test.perplexity", "instar_test.chrf", "oall.acva.acc_norm"):
             assert tuned[key] == full[key]

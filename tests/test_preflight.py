@@ -177,12 +177,13 @@ def preflight(repo: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_preflight_passes_both_tiny_models_and_refuses_a_broken_template(pipeline_copy):
     ok = preflight(pipeline_copy)
-    assert ok.returncode == 0, ok.stdout + ok.stderr
+    shown = ok.stdout + ok.stderr  # rich prints to stderr, as every stage does
+    assert ok.returncode == 0, shown
     for m in ("tiny", "tiny-gemma"):
-        assert f"preflight {m}" in ok.stdout
+        assert f"preflight {m}" in shown
         example = (pipeline_copy / f"reports/preflight/{m}.txt").read_text(encoding="utf-8")
         assert example.count("[[") == example.count("]]") >= 1
-    assert "memory (GiB, per GPU)" in ok.stdout and "carry loss" in ok.stdout
+    assert "memory (GiB, per GPU)" in shown and "carry loss" in shown
 
     template = pipeline_copy / "models/tiny/base/chat_template.jinja"
     template.write_text(BROKEN["end_of_turn_not_trained"], encoding="utf-8")
