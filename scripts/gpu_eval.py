@@ -180,7 +180,8 @@ def run_variant(
     lm, params: BenchmarkParams, out_dir: Path, label: str, weights: list[Path]
 ) -> dict[str, Any]:
     """One variant's benchmarks and items/s. The request cache is keyed by the weights' id
-    (stages.evaluate.weights_id); a model built from config has none and runs uncached (a timing run)."""
+    (stages.evaluate.weights_id); a model built from config has none and runs uncached (a
+    timing run)."""
     from stages.evaluate import weights_id
 
     start = time.perf_counter()
