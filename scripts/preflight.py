@@ -34,9 +34,10 @@ from rich.text import Text
 
 from instar.console import StageError, console, parser, run
 from instar.hub import is_offline
-from instar.modeling.audit import PROBE, Audit, audit, audit_split, bracketed, marked
+from instar.modeling.audit import PROBE, Audit, audit, audit_split, bracketed
 from instar.modeling.build import base_dir
 from instar.modeling.data import INSTAR
+from instar.modeling.loading import base_source
 from instar.modeling.memory import for_model
 from instar.params.preflight import PreflightParams
 from instar.params.train import ModelParams
@@ -48,25 +49,21 @@ PERF = Path("metrics/perf/train")
 
 
 def source(model: str, m: ModelParams) -> dict[str, Any]:
-    """Where the base's tokenizer and config are read from (never its weights)."""
-    if m.base.kind == "config":
-        folder = base_dir(model)
-        if not (folder / "config.json").is_file():
-            raise StageError(f"{folder}: no base model; run `make repro` or `dvc pull` first")
-        return {"pretrained_model_name_or_path": str(folder)}
-    if m.base.revision is None:
+    """Where the base's tokenizer and config are read from (never its weights), refused
+    at once where they cannot be."""
+    if m.base.kind == "config" and not (base_dir(model) / "config.json").is_file():
+        raise StageError(f"{base_dir(model)}: no base model; run `make repro` or `dvc pull` first")
+    if m.base.kind == "hub" and m.base.revision is None:
         raise StageError(f"models.{model}.base.revision is not pinned: run `profile pin` first")
-    return {"pretrained_model_name_or_path": m.base.repo_id, "revision": m.base.revision}
+    return base_source(model, m)
 
 
-def pin_rows(model: str, m: ModelParams) -> list[tuple[str, str]]:
+def pin_row(model: str, m: ModelParams) -> str:
     b = m.base
     if b.kind == "config":
-        return [("base", f"built here from models.{model}.base ({b.architecture}, seed {b.seed})")]
-    if b.revision is None:
-        return [("base", f"{b.repo_id}: MISSING revision (run `profile pin`)")]
+        return f"built here from models.{model}.base ({b.architecture}, seed {b.seed})"
     files = f"{len(b.files)} files hashed" if b.files else "MISSING file hashes (`profile pin`)"
-    return [("base", f"{b.repo_id}@{b.revision[:12]}, {files}")]
+    return f"{b.repo_id}@{b.revision[:12]}, {files}"
 
 
 def run_size(m: ModelParams, a: Audit) -> dict[str, Any]:
@@ -92,7 +89,7 @@ def hours(tokens: float, rate: float) -> str:
     return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds:.0f} s"
 
 
-def preflight(model: str, m: ModelParams, p: PreflightParams) -> tuple[Table, Audit, str]:
+def preflight(model: str, m: ModelParams, p: PreflightParams) -> tuple[Table, Audit]:
     from transformers import AutoConfig, AutoTokenizer
 
     src = source(model, m)
@@ -102,13 +99,10 @@ def preflight(model: str, m: ModelParams, p: PreflightParams) -> tuple[Table, Au
     name = f"the chat template of {src['pretrained_model_name_or_path']}"
     split = INSTAR / "train"
     if any(split.glob("*.parquet")):
-        a = audit_split(
-            tokenizer, split, m.train.max_length, p.sample_rows, p.seed, p.max_truncated_share, name
-        )
+        a = audit_split(tokenizer, split, m.train.max_length, p, name)
         data = f"{split} as the workspace has it"
     else:  # a fresh clone: the template's own rules still hold or fail on one probe record
         a = audit(tokenizer, [(None, PROBE)], m.train.max_length, 1.0, name)
-        a.split_rows = 0
         data = (
             f"no {split} here (`make repro`, `dvc pull`): a probe record; train@ audits the split"
         )
@@ -118,8 +112,7 @@ def preflight(model: str, m: ModelParams, p: PreflightParams) -> tuple[Table, Au
     table = Table(title=f"preflight {model}", show_header=False, title_justify="left")
     table.add_column("", style="bold")
     table.add_column("")
-    for k, v in pin_rows(model, m):
-        table.add_row(f"pin: {k}", v)
+    table.add_row("pin: base", pin_row(model, m))
     dtype = "nf4" if t.quantization == "4bit" else t.precision
     table.add_row(
         "memory (GiB, per GPU)",
@@ -153,10 +146,8 @@ def preflight(model: str, m: ModelParams, p: PreflightParams) -> tuple[Table, Au
         f"answers cut by max_length {t.max_length}: {a.truncated} ({a.truncated_share:.1%})",
     )
     for problem in a.problems:
-        where = f"row {problem.row} of {INSTAR / 'train'}: " if problem.row is not None else ""
-        table.add_row(Text("REFUSED", style="bold red"), f"{problem.rule}: {where}{problem.reason}")
-    example = bracketed(marked(tokenizer, *a.example)) if a.example else ""
-    return table, a, example
+        table.add_row(Text("REFUSED", style="bold red"), f"{problem}: {problem.reason}")
+    return table, a
 
 
 def pins_table(profile: str, params: dict) -> Table:
@@ -177,11 +168,11 @@ def pins_table(profile: str, params: dict) -> Table:
     return table
 
 
-def show_example(text: str) -> Text:
-    """The bracketed example, its loss-carrying runs in colour."""
+def show_example(runs: list[tuple[str, bool]], limit: int = 1200) -> Text:
+    """The example's first `limit` characters, its loss-carrying runs in colour."""
     out = Text()
-    for i, part in enumerate(text.replace("]]", "[[").split("[[")):
-        out.append(part, style="bold green" if i % 2 else "dim")
+    for text, loss in runs:
+        out.append(text[: max(0, limit - len(out))], style="bold green" if loss else "dim")
     return out
 
 
@@ -207,14 +198,11 @@ def main() -> None:
     console.print(pins_table(args.profile, params))
     for model in params.get("models") or {}:
         m = ModelParams.named(model, params)
-        table, a, example = preflight(model, m, pre)
+        table, a = preflight(model, m, pre)
         console.print(table)
-        console.print(show_example(example[:1200]))
-        write_text(REPORTS / f"{model}.txt", example + "\n")
-        refused += [
-            f"{model}: {a.template}: {pr.rule}" + (f" (row {pr.row})" if pr.row is not None else "")
-            for pr in a.problems
-        ]
+        console.print(show_example(a.example))
+        write_text(REPORTS / f"{model}.txt", bracketed(a.example) + "\n")
+        refused += [f"{model}: {a.template}: {pr}" for pr in a.problems]
     if refused:
         raise StageError("preflight refuses:\n  - " + "\n  - ".join(refused))
     console.print(f"preflight {args.profile}: every model passes ({REPORTS}/ has the examples)")

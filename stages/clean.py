@@ -19,7 +19,7 @@ from instar.console import StageError, console, parser, progress, run
 from instar.params import core as config
 from instar.params.clean import CleanParams, LengthLimit, for_source
 from instar.params.sources import SourceParams
-from instar.params.tasks import ANY, ARABIC, PUBLISHED, TaskParams, language_problems
+from instar.params.tasks import ANY, ARABIC, TaskParams, language_problems
 from instar.params.tasks import load as load_tasks
 from instar.records.paths import (
     clean_languages_path,
@@ -210,7 +210,7 @@ def judge(
     """The first failing rule of each record (None: keep). Language ID runs once a batch
     and language, on both cores, and only on records that passed the cheap rules. The
     language rule's value is the lowest confidence of a part in the language it must be."""
-    tasks = load_tasks({"tasks": PUBLISHED}) if tasks is None else tasks
+    tasks = load_tasks({}) if tasks is None else tasks  # the published taxonomy
     verdicts: list[Drop | None] = []
     for rec in batch:
         verdicts.append(next((d for rule in CHEAP_RULES if (d := rule(rec, params, tasks))), None))
@@ -243,6 +243,7 @@ def clean(source: str, params: CleanParams, tasks: Tasks | None = None) -> dict[
     if not src.exists():
         raise StageError(f"{src}: not found; run `dvc repro ingest@{source}` first")
     total = count_rows(src)
+    tasks = load_tasks({}) if tasks is None else tasks  # once, not in every batch's judge
     scrubbed: Counter = Counter()
     systems: dict[str, str] = {}  # a system text's language: published sets repeat one text
     system_languages: Counter = Counter()

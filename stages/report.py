@@ -105,7 +105,7 @@ def results_table(evals: dict, bases: dict, flagged=()) -> list[str]:
     head += ["average", "average (size-weighted)", "test ppl", "chrF", "ROUGE-L"]
     lines = ["| model | variant | " + " | ".join(head) + " |", "|---|---|" + "---:|" * len(head)]
     for model in evals:
-        for label, sc in (("base", bases.get(model, {})), ("+ InstAr adapter", evals[model])):
+        for (label, _), sc in zip(VARIANTS, (bases.get(model, {}), evals[model]), strict=True):
             shown = f"{label} (fingerprint changed)" if (model, label) in flagged else label
             cells = [_pct(score(sc, n)[0]) for n in names]
             cells += [

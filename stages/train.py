@@ -31,7 +31,7 @@ from instar.cards import model_card
 from instar.console import StageError, console, parser, run
 from instar.imports import closure
 from instar.modeling import checkpoints
-from instar.modeling.audit import audit_split, bracketed, marked
+from instar.modeling.audit import audit_split
 from instar.modeling.build import base_dir
 from instar.modeling.chat import supports_system
 from instar.modeling.data import INSTAR, as_messages, load_split
@@ -289,28 +289,15 @@ def export_merged(model: str, m: ModelParams, enabled: bool | None = None) -> Pa
 def audit_train_split(model: str, m: ModelParams, p: PreflightParams, tokenizer) -> dict[str, Any]:
     """The label-mask audit of the split about to be trained on (what `make preflight`
     prints); refuses before the trainer starts on any problem."""
+    split = INSTAR / "train"
     name = f"the chat template of models.{model}.base"
-    a = audit_split(
-        tokenizer,
-        INSTAR / "train",
-        m.train.max_length,
-        p.sample_rows,
-        p.seed,
-        p.max_truncated_share,
-        name,
-    )
+    a = audit_split(tokenizer, split, m.train.max_length, p, name)
     if a.problems:
         raise StageError(
-            f"train {model}: the label-mask audit refuses:\n  - "
-            + "\n  - ".join(
-                f"{pr.rule}"
-                + (f" (row {pr.row} of {INSTAR / 'train'})" if pr.row is not None else "")
-                + f": {pr.reason}"
-                for pr in a.problems
-            )
+            f"train {model}: the label-mask audit of {split} refuses:\n  - "
+            + "\n  - ".join(f"{pr}: {pr.reason}" for pr in a.problems)
         )
-    example = bracketed(marked(tokenizer, *a.example)) if a.example else ""
-    return {**a.summary(), "split_rows": a.split_rows, "example": example}
+    return a.summary()
 
 
 def train(model: str, m: ModelParams, p: PreflightParams | None = None) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from instar.params.tasks import TaskParams
+from instar.params.tasks import ANY, ARABIC, TaskParams
 from instar.reproducible import PNG_METADATA
 
 FEATURES = [
@@ -37,16 +37,18 @@ def _size_category(n: int) -> str:
     return "1M<n<10M"
 
 
-def _table(rows: dict[str, dict[str, int]], splits: list[str]) -> str:
+def _table(rows: dict[str, dict[str, int]], splits: list[str], head=("",), label=str) -> str:
+    """Counts per key and split, with a total; `head` names the columns `label(key)` fills."""
     keys = sorted({k for s in splits for k in rows[s]})
-    head = "| | " + " | ".join(splits) + " | total |\n|---|" + "---:|" * (len(splits) + 1)
+    top = "|" + "".join(f" {c} |" if c else " |" for c in [*head, *splits, "total"])
+    rule = "|" + "---|" * len(head) + "---:|" * (len(splits) + 1)
     lines = [
-        f"| {k} | "
+        f"| {label(k)} | "
         + " | ".join(str(rows[s].get(k, 0)) for s in splits)
         + f" | {sum(rows[s].get(k, 0) for s in splits)} |"
         for k in keys
     ]
-    return "\n".join([head, *lines])
+    return "\n".join([top + "\n" + rule, *lines])
 
 
 def _counts_table(counts: dict[str, int], key: str, what: str = "records") -> str:
@@ -121,18 +123,14 @@ def _task_table(
     rows: dict[str, dict[str, int]], splits: list[str], tasks: dict[str, TaskParams]
 ) -> str:
     """The task counts with the taxonomy's names and output language (params `tasks`)."""
-    keys = sorted({k for s in splits for k in rows[s]})
-    head = (
-        "| task | name | الاسم | output | " + " | ".join(splits) + " | total |\n"
-        "|---|---|---|---|" + "---:|" * (len(splits) + 1)
-    )
-    lines = []
-    for k in keys:
+
+    def label(k: str) -> str:
         t = tasks.get(k)
-        names = f"{t.name_en} | {t.name_ar} | {t.output_language}" if t else "? | ? | ?"
-        counts = [rows[s].get(k, 0) for s in splits]
-        lines.append(f"| `{k}` | {names} | " + " | ".join(map(str, counts)) + f" | {sum(counts)} |")
-    return "\n".join([head, *lines])
+        return f"`{k}` | " + (
+            f"{t.name_en} | {t.name_ar} | {t.output_language}" if t else "? | ? | ?"
+        )
+
+    return _table(rows, splits, ("task", "name", "الاسم", "output"), label)
 
 
 def _output_languages(manifest: dict[str, Any], tasks: dict[str, TaskParams]) -> list[str]:
@@ -140,7 +138,7 @@ def _output_languages(manifest: dict[str, Any], tasks: dict[str, TaskParams]) ->
     from lingua import Language
 
     present = {k for s in manifest["splits"].values() for k in s.get("by_task", {})}
-    named = {tasks[k].output_language for k in present if k in tasks} - {"arabic", "any"}
+    named = {tasks[k].output_language for k in present if k in tasks} - {ARABIC, ANY}
     return sorted(Language.from_str(n).iso_code_639_1.name.lower() for n in named)
 
 

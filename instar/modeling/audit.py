@@ -38,6 +38,9 @@ class Problem:
     row: int | None  # the row of the train split (None: the whole template or split)
     reason: str
 
+    def __str__(self) -> str:
+        return self.rule + (f" (row {self.row})" if self.row is not None else "")
+
 
 @dataclass
 class Audit:
@@ -47,7 +50,7 @@ class Audit:
     tokens: int = 0  # after truncation, what the trainer sees
     loss_tokens: int = 0
     truncated: int = 0  # rows whose answer the length limit cuts
-    example: tuple[list[int], list[int]] | None = None  # one example's ids and loss mask
+    example: list[tuple[str, bool]] = field(default_factory=list)  # one example, `marked`
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -61,14 +64,15 @@ class Audit:
     def summary(self) -> dict[str, Any]:
         return {
             "rows": self.rows,
+            "split_rows": self.split_rows,
             "tokens": self.tokens,
             "loss_tokens": self.loss_tokens,
             "loss_share": round(self.loss_share, 4),
             "truncated_rows": self.truncated,
             "truncated_share": round(self.truncated_share, 4),
-            "problems": [f"{p.rule}" + (f" (row {p.row})" if p.row is not None else "")
-                         for p in self.problems],
-        }  # fmt: skip
+            "problems": [str(p) for p in self.problems],
+            "example": bracketed(self.example),
+        }
 
 
 def training_template(tokenizer) -> str | None:
@@ -128,8 +132,8 @@ def audit(
         out.tokens += limit
         out.loss_tokens += sum(mask[:limit])
         out.truncated += cut
-        if out.example is None:
-            out.example = (ids[:limit], mask[:limit])
+        if not out.example:
+            out.example = marked(tokenizer, ids[:limit], mask[:limit])
         if not any(mask):  # the template's fault; a cut that leaves none is answer_truncated's
             first.setdefault("no_loss_tokens", (row, "no token of the example carries loss"))
             continue
@@ -192,17 +196,10 @@ def bracketed(runs: list[tuple[str, bool]]) -> str:
     return "".join(f"{OPEN}{t}{CLOSE}" if loss else t for t, loss in runs)
 
 
-def audit_split(
-    tokenizer,
-    folder,
-    max_length: int | None,
-    sample: int,
-    seed: int,
-    max_share: float,
-    template: str,
-) -> Audit:
-    """The audit over a seeded sample of `sample` rows of a split's shards (all when fewer);
-    a problem's row is its position in the split, shards in name order."""
+def audit_split(tokenizer, folder, max_length: int | None, params, template: str) -> Audit:
+    """The audit over a seeded sample of `params.sample_rows` rows of a split's shards (all
+    when fewer; `params`: the `preflight` section); a problem's row is its position in the
+    split, shards in name order."""
     from pathlib import Path
 
     import pyarrow.parquet as pq
@@ -214,8 +211,8 @@ def audit_split(
         raise StageError(f"{folder}: no shards; run `make repro` or `dvc pull` first")
     cols = ["instruction", "input", "output", "system"]
     table = pq.ParquetDataset([str(f) for f in files]).read(columns=cols)
-    rows = sample_rows(table.num_rows, sample, seed)
-    records = table.take(rows).to_pylist()
-    out = audit(tokenizer, list(zip(rows, records, strict=True)), max_length, max_share, template)
+    rows = sample_rows(table.num_rows, params.sample_rows, params.seed)
+    records = list(zip(rows, table.take(rows).to_pylist(), strict=True))
+    out = audit(tokenizer, records, max_length, params.max_truncated_share, template)
     out.split_rows = table.num_rows
     return out

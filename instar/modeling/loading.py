@@ -89,16 +89,19 @@ def attention(m: ModelParams) -> str:
     return "sdpa"
 
 
+def base_source(model: str, m: ModelParams) -> dict[str, Any]:
+    """`from_pretrained`'s arguments for the base: the local folder or the pinned revision."""
+    if m.base.kind == "config":
+        return {"pretrained_model_name_or_path": str(base_dir(model))}
+    return {"pretrained_model_name_or_path": m.base.repo_id, "revision": m.base.revision}
+
+
 def load_base(model: str, m: ModelParams):
     """Tokenizer and model, from the local base folder or the pinned hub revision."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
-    src: dict[str, Any]
-    if m.base.kind == "config":
-        src = {"pretrained_model_name_or_path": str(base_dir(model))}
-    else:
-        src = {"pretrained_model_name_or_path": m.base.repo_id, "revision": m.base.revision}
+    src = base_source(model, m)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[
         m.train.precision
     ]
