@@ -23,11 +23,13 @@ CPU_PINS = {
     "OMP_NUM_THREADS": str(THREADS),
     "MKL_NUM_THREADS": str(THREADS),
     "ATEN_CPU_CAPABILITY": "avx2",  # torch's own kernels (softmax, reductions)
-    # MKL's matmuls on one fixed code path. COMPATIBLE (the SSE2 path, the same on any x86
-    # CPU) made a full training step of a 4-layer, 192-wide Llama 1.8 s instead of 1.0 s
-    # here (batch 16 x 384, 2 threads); train@tiny gains less (2.05 -> 1.98 s a step), as
-    # TRL's chunked log-prob head takes most of its step.
-    "MKL_CBWR": "AVX2",
+    # MKL's matmuls on one fixed code path. COMPATIBLE (SSE2 without the approximate
+    # rcpps/rsqrtps) is the one branch MKL honours on every x86 CPU: it ignores AVX2 and
+    # the other named branches on AMD and runs its AUTO dispatch there (MKL_VERBOSE prints
+    # "CNR:AUTO"), which gave other evaluation and training bits on an AMD EPYC than the
+    # committed lock's. It costs train@tiny little (1.98 -> 2.05 s a step): TRL's chunked
+    # log-prob head takes most of its step.
+    "MKL_CBWR": "COMPATIBLE",
     "ONEDNN_MAX_CPU_ISA": "AVX2",  # oneDNN's kernels
 }
 
