@@ -139,20 +139,27 @@ def needs(item, fixture: str) -> bool:
 
 def pytest_collection_modifyitems(config, items) -> None:
     """Files in the order that keeps both workers busy while the builds run (`make test`
-    keeps it with --no-loadscope-reorder): those whose tests need no built pipeline, then
-    those with some that do (those first within the file), then the change matrix's (they
-    run longest), then the rest. Tests that need the pipeline keep their order."""
+    keeps it with --no-loadscope-reorder; xdist gives a worker a whole file):
+    0. those whose tests need no built pipeline;
+    1. those with some tests that do (those last within the file), but not the matrix;
+    2. the `long` ones that need the pipeline only: they run while the matrix builds;
+    3. the `long` ones of the change matrix, then 4. its others;
+    5. the rest.
+    Tests that need the pipeline keep their order."""
     files: dict[str, list] = {}
     for item in items:
         files.setdefault(item.nodeid.split("::")[0], []).append(item)
 
     def rank(group: list) -> int:
         uses = [needs(i, "pipeline") for i in group]
+        long = any(i.get_closest_marker("long") for i in group)
         if not any(uses):
             return 0
+        if any(needs(i, "matrix_repo") for i in group):
+            return 3 if long else 4
         if not all(uses):
             return 1
-        return 2 if any(needs(i, "matrix_repo") for i in group) else 3
+        return 2 if long else 5
 
     ordered = sorted(files.values(), key=rank)  # stable: collection order within a rank
     items[:] = [i for g in ordered for i in sorted(g, key=lambda i: needs(i, "pipeline"))]

@@ -1,5 +1,6 @@
-"""The change matrix of tests/test_workflows.py and tests/test_experiments.py: each row is a
-change to a built pipeline and the stages a real `dvc repro` must then run, no more, no less.
+"""The change matrix of tests/test_workflows.py, tests/test_reevaluation.py and
+tests/test_retraining.py: each row is a change to a built pipeline and the stages a real
+`dvc repro` must then run, no more, no less.
 
 `dvc repro --dry` and `dvc status` do not follow a change downstream (they cannot know that
 an output will differ), so every row runs a real `dvc repro` and reads the stages it ran.
@@ -226,9 +227,11 @@ add_hub_data.section = "hub_data"
 add_tokenizer.section = "tokenizers"
 
 # (what changes, the change, the stages that must run: a function of the source names).
-# Two halves, one a test module, so that both cores run rows: the changes that start in the
-# data stages, and those that start at the models.
+# Three groups by what a row reruns, one test module each, so that the two cores share the
+# rows (a module runs on one worker) and the longest start first (tests/conftest.py).
 Row = tuple[str, Callable[[Path], None], Callable[[list[str]], set[str]]]
+
+# No model stage reruns (tests/test_workflows.py).
 DATA_ROWS: list[Row] = [
     (
         "a generate param the shipped answers do not depend on",
@@ -236,11 +239,6 @@ DATA_ROWS: list[Row] = [
         lambda s: {"generate"},
     ),
     ("a text source added", add_text_source, lambda s: {"generate"}),
-    (
-        "a hub dataset added",
-        add_hub_data,
-        lambda s: {"hub@extra", "contamination"} | evaluation(),
-    ),
     ("a tokenizer added", add_tokenizer, lambda s: {"tokenizer@extra"} | every("clean", s)),
     (
         "a module only clean imports",
@@ -265,15 +263,6 @@ DATA_ROWS: list[Row] = [
         lambda s: every("ingest", s),
     ),
     (
-        "one source's raw file: a record for the test split",
-        append_record("test"),
-        lambda s: (
-            {"ingest@handwritten", "clean@handwritten", "dedup", "validate", "shard"}
-            | evaluation()
-            | {"report"}
-        ),
-    ),
-    (
         "a clean threshold no record is near",
         param("clean.max_length.limit", 4096),
         lambda s: every("clean", s),
@@ -288,9 +277,34 @@ DATA_ROWS: list[Row] = [
     ("a dedup param", param("dedup.examples", 5), lambda s: {"dedup"}),
     ("a validate bound", param("validate.max_task_share", 0.9), lambda s: {"validate"}),
     (
-        "the shard split ratio",
-        param("shard.test_fraction", 0.15),
-        lambda s: {"shard", "contamination"} | training() | {"report"},
+        "a stricter contamination match (no hit either way)",
+        param("contamination.min_words", 6),
+        lambda s: {"contamination"},
+    ),
+    ("the report's title", param("report.title", "Another title"), lambda s: {"report"}),
+    (
+        # train@ reads only the audit's keys of `preflight`; the rate is the preflight's own
+        "the preflight's rate",
+        param("preflight.tokens_per_second", 1000),
+        lambda s: set(),
+    ),
+]
+
+# The evaluations rerun, and no training (tests/test_reevaluation.py).
+EVALUATION_ROWS: list[Row] = [
+    (
+        "a hub dataset added",
+        add_hub_data,
+        lambda s: {"hub@extra", "contamination"} | evaluation(),
+    ),
+    (
+        "one source's raw file: a record for the test split",
+        append_record("test"),
+        lambda s: (
+            {"ingest@handwritten", "clean@handwritten", "dedup", "validate", "shard"}
+            | evaluation()
+            | {"report"}
+        ),
     ),
     (
         "a new source (one record, for the test split)",
@@ -301,8 +315,21 @@ DATA_ROWS: list[Row] = [
             | {"report"}
         ),
     ),
+    (
+        # a setting that moves scores: the fingerprint shows it (fingerprint_flagged, below)
+        "the benchmarks' batch size",
+        param("evaluate.benchmarks.batch_size", 8),
+        lambda s: evaluation() | {"report"},
+    ),
 ]
-MODEL_ROWS: list[Row] = [
+
+# A model retrains (tests/test_retraining.py).
+TRAINING_ROWS: list[Row] = [
+    (
+        "the shard split ratio",
+        param("shard.test_fraction", 0.15),
+        lambda s: {"shard", "contamination"} | training() | {"report"},
+    ),
     (
         "the train params module",
         edit_code("instar/params/train.py"),
@@ -324,26 +351,9 @@ MODEL_ROWS: list[Row] = [
         param("models.tiny.base.seed", 1),
         lambda s: training(["tiny"]) | {"report"},
     ),
-    (
-        # a setting that moves scores: the fingerprint shows it (fingerprint_flagged, below)
-        "the benchmarks' batch size",
-        param("evaluate.benchmarks.batch_size", 8),
-        lambda s: evaluation() | {"report"},
-    ),
-    (
-        "a stricter contamination match (no hit either way)",
-        param("contamination.min_words", 6),
-        lambda s: {"contamination"},
-    ),
-    ("the report's title", param("report.title", "Another title"), lambda s: {"report"}),
-    (
-        # train@ reads only the audit's keys of `preflight`; the rate is the preflight's own
-        "the preflight's rate",
-        param("preflight.tokens_per_second", 1000),
-        lambda s: set(),
-    ),
 ]
-MATRIX = DATA_ROWS + MODEL_ROWS
+
+MATRIX = DATA_ROWS + EVALUATION_ROWS + TRAINING_ROWS
 
 
 def fingerprint_flagged(repo: Path) -> None:

@@ -1,5 +1,5 @@
-"""The DVC promise for changes that start at the models (rows in tests/matrix.py), and
-experiments compared through `dvc exp show`, `dvc metrics diff` and `dvc plots diff`."""
+"""Experiments in a copy of the matrix's repo, compared through `dvc exp show`,
+`dvc metrics diff` and `dvc plots diff`."""
 
 from __future__ import annotations
 
@@ -9,11 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import dvc
-from tests.matrix import (
-    MODEL_ROWS,
-    check_row,
-    matrix_copy,
-)
+from tests.matrix import matrix_copy
 
 pytestmark = pytest.mark.slow
 
@@ -23,14 +19,9 @@ def matrix_repo(pipeline, request, tmp_path_factory) -> Path:
     return matrix_copy(request, tmp_path_factory)
 
 
-@pytest.mark.parametrize("what,change,expected", MODEL_ROWS, ids=[m[0] for m in MODEL_ROWS])
-def test_a_change_reruns_exactly_the_stages_it_touches(matrix_repo, what, change, expected):
-    check_row(matrix_repo, what, change, expected)
-
-
 @pytest.fixture(scope="module")
 def two_ranks(matrix_repo) -> Path:
-    """Two experiments in the matrix's copy (after its rows, restored): short training."""
+    """Two experiments in the matrix's copy: short training."""
     repo = matrix_repo
     for r in (4, 8):
         dvc(

@@ -22,7 +22,7 @@ from tests.conftest import env, stages_run, wait_gone
 from tests.standin_data import ENGLISH_ANSWER, ENGLISH_SYSTEM, instar_rows
 from tests.standin_hub import fill
 
-pytestmark = [pytest.mark.slow, pytest.mark.rehearsal]
+pytestmark = [pytest.mark.slow, pytest.mark.rehearsal, pytest.mark.long]
 VENV = Path(sys.executable).parent.parent
 PAUSE = Path(__file__).parent / "pause"  # sitecustomize: pause training after a checkpoint
 

@@ -1,6 +1,6 @@
-"""The DVC promise for changes that start in the data stages, checked with real runs: a
-change reruns exactly the stages it touches (the rows are in tests/matrix.py; the rows that
-start at the models, and experiments, are in tests/test_experiments.py)."""
+"""The DVC promise, checked with real runs: a change reruns exactly the stages it touches.
+The rows are in tests/matrix.py; this module runs those that rerun no model stage, and
+tests/test_reevaluation.py and tests/test_retraining.py run the rest."""
 
 from __future__ import annotations
 
@@ -9,12 +9,16 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import ROOT
 from tests.matrix import (
     DATA_ROWS,
+    EVALUATION_ROWS,
     MATRIX,
+    TRAINING_ROWS,
     check_row,
     importers,
     matrix_copy,
+    source_names,
 )
 
 pytestmark = pytest.mark.slow
@@ -43,3 +47,19 @@ def test_the_matrix_covers_every_params_section():
     sections = set(yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8")))
     touched = {change.section for _, change, _ in MATRIX}
     assert sections <= touched, f"no matrix row changes {sorted(sections - touched)}"
+
+
+def test_each_row_is_in_the_group_its_reruns_name():
+    """The groups say what a row costs, and the modules are scheduled by it."""
+    names = source_names(ROOT)
+
+    def kinds(expected) -> set[str]:  # the kinds of stage a row reruns: train, evaluate, ...
+        return {stage.split("@")[0] for stage in expected(names)}
+
+    model_stages = {"base", "train", "evaluate_base", "evaluate"}
+    for what, _, expected in DATA_ROWS:
+        assert not kinds(expected) & model_stages, what
+    for what, _, expected in EVALUATION_ROWS:
+        assert "evaluate" in kinds(expected) and "train" not in kinds(expected), what
+    for what, _, expected in TRAINING_ROWS:
+        assert "train" in kinds(expected), what
