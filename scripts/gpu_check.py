@@ -3,8 +3,9 @@
 The model is built from Llama-3-8B's config with random weights (nothing is downloaded), saved
 as safetensors, and loaded back through instar.modeling.loading.load_base as the paper profile loads
 its base (bf16, or 4-bit NF4 with double quantisation and bf16 compute), then trained with
-stages.train.build_trainer (TRL SFTTrainer + PEFT, assistant-only loss, bfd packing, gradient
-checkpointing) for --steps steps. Prints tokens/s and peak GPU memory per path, as JSON too.
+instar.modeling.trainer.build_trainer (TRL SFTTrainer + PEFT, assistant-only loss, bfd
+packing, gradient checkpointing) for --steps steps. Prints tokens/s and peak GPU memory per
+path, as JSON too.
 
 It also checks what only a GPU shows: that the attention implementation instar.modeling.loading
 chooses is the one the model runs, and is called (varlen calls counted: the packed batches'
@@ -95,8 +96,8 @@ def dry_run(arch: str, r: int = 16) -> dict:
     from peft import get_peft_model
     from transformers import LlamaForCausalLM
 
+    from instar.modeling.trainer import lora_config
     from instar.params.train import ModelParams
-    from stages.train import lora_config
 
     with torch.device("meta"):
         net = LlamaForCausalLM(llama_config(arch))
@@ -249,7 +250,7 @@ def train_once(name: str, m, work: Path) -> dict:
 
     from instar.modeling.data import as_messages
     from instar.modeling.loading import attention, load_base
-    from stages.train import build_trainer
+    from instar.modeling.trainer import build_trainer
 
     if m.train.device == "cuda":
         torch.cuda.reset_peak_memory_stats()

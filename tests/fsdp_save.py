@@ -44,7 +44,7 @@ def build(seed: int = 0):
     from peft import get_peft_model
 
     from instar.modeling.build import build_model, build_tokenizer
-    from stages.train import lora_config
+    from instar.modeling.trainer import lora_config
 
     m = params()
     tok = build_tokenizer(TEXTS, m.base.vocab_size, m.base.chat_template)

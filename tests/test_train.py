@@ -108,7 +108,7 @@ def repo(tmp_path, monkeypatch):
 def trainer_for(name: str, m: ModelParams, callbacks=()):
     from instar.modeling.data import as_messages, load_split
     from instar.modeling.loading import load_base
-    from stages.train import build_trainer
+    from instar.modeling.trainer import build_trainer
 
     tok, net = load_base(name, m)
     role = supports_system(tok)
