@@ -54,6 +54,28 @@ def build_matrix(pipeline: Path, repo: Path) -> Path:
     return repo
 
 
+def matrix_fixture():
+    """A test module's `matrix_repo` fixture: its own copy of the built matrix repo."""
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def matrix_repo(pipeline, request, tmp_path_factory) -> Path:
+        return matrix_copy(request, tmp_path_factory)
+
+    return matrix_repo
+
+
+def row_tests(rows: list):
+    """A module's fixture and its test of `rows` (bound as module names, pytest finds them)."""
+    import pytest
+
+    @pytest.mark.parametrize("what,change,expected", rows, ids=[r[0] for r in rows])
+    def test_a_change_reruns_exactly_the_stages_it_touches(matrix_repo, what, change, expected):
+        check_row(matrix_repo, what, change, expected)
+
+    return matrix_fixture(), test_a_change_reruns_exactly_the_stages_it_touches
+
+
 def matrix_copy(request, tmp_path_factory) -> Path:
     """A test module's own copy of the built matrix repo (its rows change and restore it)."""
     from tests import builds

@@ -9,14 +9,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import dvc
-from tests.matrix import matrix_copy
+from tests.matrix import matrix_fixture
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def matrix_repo(pipeline, request, tmp_path_factory) -> Path:
-    return matrix_copy(request, tmp_path_factory)
+matrix_repo = matrix_fixture()
 
 
 @pytest.fixture(scope="module")

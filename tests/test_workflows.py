@@ -4,8 +4,6 @@ tests/test_reevaluation.py and tests/test_retraining.py run the rest."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import yaml
 
@@ -15,23 +13,15 @@ from tests.matrix import (
     EVALUATION_ROWS,
     MATRIX,
     TRAINING_ROWS,
-    check_row,
     importers,
-    matrix_copy,
+    row_tests,
     source_names,
 )
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def matrix_repo(pipeline, request, tmp_path_factory) -> Path:
-    return matrix_copy(request, tmp_path_factory)
-
-
-@pytest.mark.parametrize("what,change,expected", DATA_ROWS, ids=[m[0] for m in DATA_ROWS])
-def test_a_change_reruns_exactly_the_stages_it_touches(matrix_repo, what, change, expected):
-    check_row(matrix_repo, what, change, expected)
+matrix_repo, test_a_change_reruns_exactly_the_stages_it_touches = row_tests(DATA_ROWS)
 
 
 def test_the_code_rows_edit_what_they_say():
