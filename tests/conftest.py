@@ -32,14 +32,18 @@ for name, value in SPEED.items():  # before torch loads in this process
     os.environ.setdefault(name, value)
 
 
-def env() -> dict[str, str]:
-    """The environment for subprocesses: offline, with this venv's tools first on PATH."""
+def env(stage_pins: bool = False) -> dict[str, str]:
+    """The environment for subprocesses: offline, with this venv's tools first on PATH;
+    `stage_pins`: without SPEED, so that the stages pin the CPU as a user's run does."""
     bindir = str(Path(sys.executable).parent)
-    return {**os.environ, **OFFLINE, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
+    environ = {**os.environ, **OFFLINE, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
+    return {k: v for k, v in environ.items() if not (stage_pins and k in SPEED)}
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900):
-    proc = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout)
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900, stage_pins=False):
+    proc = subprocess.run(
+        cmd, cwd=cwd, env=env(stage_pins), capture_output=True, text=True, timeout=timeout
+    )
     if check and proc.returncode != 0:
         raise AssertionError(
             f"{' '.join(cmd)} exited {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}"
@@ -48,8 +52,8 @@ def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900):
     return proc
 
 
-def dvc(cwd: Path, *args: str, check: bool = True, timeout: int = 900):
-    return run(["dvc", *args], cwd, check, timeout)
+def dvc(cwd: Path, *args: str, check: bool = True, timeout: int = 900, stage_pins=False):
+    return run(["dvc", *args], cwd, check, timeout, stage_pins)
 
 
 def wait_gone(pgid: int, timeout: float = 30) -> None:
@@ -127,12 +131,7 @@ def hub(tmp_path, monkeypatch):
 def build_pipeline(dest: Path) -> Path:
     """A fresh clone's `dvc repro` under the stages' own CPU pins, as a user's would run."""
     repo = fresh_clone(dest)
-    environ = {k: v for k, v in env().items() if k not in SPEED}
-    proc = subprocess.run(
-        ["dvc", "repro"], cwd=repo, env=environ, capture_output=True, text=True, timeout=1200
-    )
-    if proc.returncode != 0:
-        raise AssertionError(f"dvc repro exited {proc.returncode}\n{proc.stderr[-4000:]}")
+    proc = dvc(repo, "repro", timeout=1200, stage_pins=True)
     (repo / "repro.log").write_text(proc.stdout + proc.stderr)
     git_commit_all(repo, "after dvc repro")
     return repo

@@ -15,6 +15,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import dvc, git_commit_all, run, stages_run
@@ -55,36 +56,30 @@ def build_matrix(pipeline: Path, repo: Path) -> Path:
 
 
 def matrix_fixture():
-    """A test module's `matrix_repo` fixture: its own copy of the built matrix repo."""
-    import pytest
+    """A test module's `matrix_repo` fixture: its own copy of the built matrix repo (its
+    rows change and restore it)."""
 
     @pytest.fixture(scope="module")
     def matrix_repo(pipeline, request, tmp_path_factory) -> Path:
-        return matrix_copy(request, tmp_path_factory)
+        from tests import builds
+        from tests.conftest import shared_dir
+
+        built = builds.wait(shared_dir(request.config), "matrix")
+        repo = tmp_path_factory.mktemp("matrix") / "repo"
+        shutil.copytree(built, repo, symlinks=True)
+        return repo
 
     return matrix_repo
 
 
-def row_tests(rows: list):
+def row_tests(rows: list[Row]):
     """A module's fixture and its test of `rows` (bound as module names, pytest finds them)."""
-    import pytest
 
     @pytest.mark.parametrize("what,change,expected", rows, ids=[r[0] for r in rows])
     def test_a_change_reruns_exactly_the_stages_it_touches(matrix_repo, what, change, expected):
         check_row(matrix_repo, what, change, expected)
 
     return matrix_fixture(), test_a_change_reruns_exactly_the_stages_it_touches
-
-
-def matrix_copy(request, tmp_path_factory) -> Path:
-    """A test module's own copy of the built matrix repo (its rows change and restore it)."""
-    from tests import builds
-    from tests.conftest import shared_dir
-
-    built = builds.wait(shared_dir(request.config), "matrix")
-    repo = tmp_path_factory.mktemp("matrix") / "repo"
-    shutil.copytree(built, repo, symlinks=True)
-    return repo
 
 
 def restore(repo: Path) -> None:
