@@ -27,8 +27,9 @@ CPU_PINS = {
     # rcpps/rsqrtps) is the one branch MKL honours on every x86 CPU: it ignores AVX2 and
     # the other named branches on AMD and runs its AUTO dispatch there (MKL_VERBOSE prints
     # "CNR:AUTO"), which gave other evaluation and training bits on an AMD EPYC than the
-    # committed lock's. It costs train@tiny little (1.98 -> 2.05 s a step): TRL's chunked
-    # log-prob head takes most of its step.
+    # committed lock's. It costs time: on that EPYC a train@tiny-shaped matmul (6144x192 by
+    # 192x512, 2 threads) takes 2.2x AUTO's, and a fresh clone's train@tiny 88 s for its
+    # 33 steps (the suite sets AUTO: tests/conftest.py).
     "MKL_CBWR": "COMPATIBLE",
     "ONEDNN_MAX_CPU_ISA": "AVX2",  # oneDNN's kernels
 }
