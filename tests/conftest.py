@@ -40,7 +40,9 @@ def env(stage_pins: bool = False) -> dict[str, str]:
     return {k: v for k, v in environ.items() if not (stage_pins and k in SPEED)}
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900, stage_pins=False):
+def run(
+    cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900, stage_pins: bool = False
+):
     proc = subprocess.run(
         cmd, cwd=cwd, env=env(stage_pins), capture_output=True, text=True, timeout=timeout
     )
@@ -52,7 +54,7 @@ def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900, stage
     return proc
 
 
-def dvc(cwd: Path, *args: str, check: bool = True, timeout: int = 900, stage_pins=False):
+def dvc(cwd: Path, *args: str, check: bool = True, timeout: int = 900, stage_pins: bool = False):
     return run(["dvc", *args], cwd, check, timeout, stage_pins)
 
 
