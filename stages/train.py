@@ -29,7 +29,7 @@ from instar.modeling import checkpoints
 from instar.modeling.audit import audit_split
 from instar.modeling.build import base_dir
 from instar.modeling.chat import supports_system
-from instar.modeling.data import INSTAR, as_messages, load_split
+from instar.modeling.data import INSTAR, as_messages, length_grouped, load_split, text_lengths
 from instar.modeling.loading import adapter_dir, load_base, require_device
 from instar.params.preflight import PreflightParams
 from instar.params.train import ModelParams
@@ -154,7 +154,11 @@ def train(model: str, m: ModelParams, p: PreflightParams | None = None) -> dict[
     tokenizer, net = load_base(model, m)
     audit = audit_train_split(model, m, p or PreflightParams(), tokenizer)
     system_role = supports_system(tokenizer)
-    train_ds = as_messages(load_split("train"), system_role)
+    split = load_split("train")
+    if m.train.group_by_length:
+        # one device's batch: under DDP each rank takes whole batches of the order in turn
+        split = split.select(length_grouped(text_lengths(split), m.train.batch_size, m.train.seed))
+    train_ds = as_messages(split, system_role)
     eval_ds = as_messages(load_split("validation"), system_role)
 
     live = None

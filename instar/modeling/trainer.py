@@ -129,6 +129,8 @@ def sft_config(m: ModelParams, output_dir: Path) -> SFTConfig:
         bf16=t.precision == "bf16",
         fp16=t.precision == "fp16",
         use_cpu=t.device == "cpu",
+        # length_grouped (stages/train.py) has ordered the rows already
+        train_sampling_strategy="sequential" if t.group_by_length else "random",
         seed=t.seed,
         data_seed=t.seed,
         # Deterministic torch kernels, so a rerun gives the same weights (with the CPU pins of

@@ -48,6 +48,12 @@ class TrainParams(Section):
         description="pack examples into max_length rows (TRL bfd, padding-free: attention never "
         "crosses examples: flash-attention varlen on GPU, a block-diagonal mask with sdpa)",
     )
+    group_by_length: bool = Field(
+        False,
+        description="batches of rows of similar length, in a seeded order drawn once "
+        "(instar.modeling.data.length_grouped; every epoch sees it): less padding, the "
+        "same rows. false: a fresh random order each epoch",
+    )
     gradient_checkpointing: bool = False
     seed: int = 0
     device: Literal["cpu", "cuda"] = "cpu"
