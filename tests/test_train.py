@@ -148,6 +148,42 @@ def _logged_losses(trainer) -> list[float]:
     return [h["loss"] for h in trainer.state.log_history if "loss" in h]
 
 
+def _padded(order: list[int], lengths: list[int], batch: int) -> int:
+    runs = [order[i : i + batch] for i in range(0, len(order), batch)]
+    return sum(len(r) * max(lengths[i] for i in r) for r in runs)
+
+
+def test_length_grouping_reorders_the_same_rows_into_batches_of_like_length():
+    import random
+
+    from instar.modeling.data import length_grouped
+
+    rnd = random.Random(7)
+    lengths = [int(rnd.lognormvariate(5, 0.8)) + 1 for _ in range(16 * 64 * 3 + 5)]
+    order = length_grouped(lengths, 16, seed=0)
+    assert sorted(order) == list(range(len(lengths)))  # every row once, no row lost
+    assert order == length_grouped(lengths, 16, seed=0)  # the seed decides, not the clock
+    assert order != length_grouped(lengths, 16, seed=1)
+    shuffled = list(range(len(lengths)))
+    rnd.shuffle(shuffled)
+    assert _padded(order, lengths, 16) < 0.6 * _padded(shuffled, lengths, 16)
+    # still a shuffle, not a walk from short to long: the batches' longest rows go both ways
+    tops = [max(lengths[i] for i in order[j : j + 16]) for j in range(0, len(order), 16)]
+    assert tops != sorted(tops) and tops != sorted(tops, reverse=True)
+
+
+def test_text_lengths_count_every_column_of_the_conversation():
+    import datasets
+
+    from instar.modeling.data import text_lengths
+
+    ds = datasets.Dataset.from_dict(
+        {"system": [None, "نظام"], "instruction": ["سؤال", "اكتب"], "input": ["", "نص"],
+         "output": ["جواب طويل", "ب"], "task": ["open_qa", "open_qa"]}
+    )  # fmt: skip
+    assert text_lengths(ds) == [4 + 9, 4 + 4 + 2 + 1]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("quantization", ["none", "4bit"])
 def test_loss_falls_in_lora_and_in_4bit_qlora(repo, quantization):
