@@ -154,6 +154,7 @@ def _padded(order: list[int], lengths: list[int], batch: int) -> int:
 
 
 def test_length_grouping_reorders_the_same_rows_into_batches_of_like_length():
+    import itertools
     import random
 
     from instar.modeling.data import length_grouped
@@ -167,9 +168,12 @@ def test_length_grouping_reorders_the_same_rows_into_batches_of_like_length():
     shuffled = list(range(len(lengths)))
     rnd.shuffle(shuffled)
     assert _padded(order, lengths, 16) < 0.6 * _padded(shuffled, lengths, 16)
-    # still a shuffle, not a walk from short to long: the batches' longest rows go both ways
+    # still a shuffle, not a walk from short to long: the batches' longest rows go both ways,
+    # from one batch to the next (sorted windows alone would descend only where one ends)
     tops = [max(lengths[i] for i in order[j : j + 16]) for j in range(0, len(order), 16)]
     assert tops != sorted(tops) and tops != sorted(tops, reverse=True)
+    descents = sum(a > b for a, b in itertools.pairwise(tops))
+    assert len(tops) // 4 < descents < 3 * len(tops) // 4
 
 
 def test_text_lengths_count_every_column_of_the_conversation():
